@@ -1,0 +1,227 @@
+"""Command line: ``python run_gateway.py SUBCOMMAND`` (CONTRACT.md §2).
+
+Exit codes: 0 success; 1 the thing checked is bad; 2 usage or configuration
+error. Errors are one line, ``where: what``; a traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import crypto
+from gateway.errors import EnvelopeInvalid, GatewayError
+
+EXIT_OK = 0
+EXIT_BAD = 1
+EXIT_USAGE = 2
+
+# The CLI opens what an operator hands it; far larger than any hub accepts.
+CLI_MAX_ENVELOPE = 1 << 40
+CLI_MAX_PLAINTEXT = 1 << 40
+
+
+class UsageError(GatewayError):
+    """Bad command-line use; exit 2."""
+
+    code = "E_USAGE"
+
+
+def _fail(where: str, what: str) -> None:
+    print(f"{where}: {what}", file=sys.stderr)
+
+
+def _atomic_output(path: Path) -> tuple[int, str]:
+    """A temp file beside ``path``; the caller renames it into place when done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    return fd, tmp
+
+
+def _commit(tmp: str, path: Path) -> None:
+    Path(tmp).replace(path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    key_path, pub_path, kid = crypto.keygen(args.out, args.name)
+    print(f"{key_path}\n{pub_path}\nkey id {kid}")
+    return EXIT_OK
+
+
+def cmd_seal(args: argparse.Namespace) -> int:
+    sender = crypto.load_private_key(args.sender_key)
+    recipients = [crypto.load_public_key(p) for p in args.to]
+    src = Path(args.input)
+    out = Path(args.out)
+    try:
+        fin = src.open("rb")
+    except OSError as exc:
+        raise UsageError(f"{src}: cannot read ({exc.strerror})") from exc
+    fd, tmp = _atomic_output(out)
+    try:
+        with fin, os.fdopen(fd, "wb") as fout:
+            sealed = crypto.seal_stream(
+                fin,
+                fout,
+                sender,
+                recipients,
+                now=datetime.now(UTC),
+                content_type=args.content_type,
+                compression=args.compression,
+            )
+            fout.flush()
+            os.fsync(fout.fileno())
+        _commit(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(
+        f"{out}: envelope {sealed.header.id}, {sealed.size} bytes, "
+        f"sender {sender.id}, recipients {', '.join(sealed.header.recipients)}"
+    )
+    return EXIT_OK
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    ring = crypto.KeyRing([crypto.load_private_key(p) for p in args.key])
+    senders = crypto.PeerTable([crypto.load_public_key(p) for p in args.sender])
+    src = Path(args.input)
+    out = Path(args.out)
+    try:
+        fin = src.open("rb")
+    except OSError as exc:
+        raise UsageError(f"{src}: cannot read ({exc.strerror})") from exc
+    fd, tmp = _atomic_output(out)
+    try:
+        with fin, os.fdopen(fd, "wb") as fout:
+            opened = crypto.open_stream(
+                fin,
+                fout,
+                ring,
+                senders,
+                max_size=CLI_MAX_ENVELOPE,
+                max_plaintext=CLI_MAX_PLAINTEXT,
+            )
+            fout.flush()
+            os.fsync(fout.fileno())
+    except EnvelopeInvalid as exc:
+        Path(tmp).unlink(missing_ok=True)
+        _fail(str(src), f"envelope rejected ({exc.code}): {exc.detail}")
+        return EXIT_BAD
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _commit(tmp, out)
+    h = opened.header
+    print(
+        f"{out}: {opened.plaintext_len} bytes from sender {opened.sender.id}, "
+        f"envelope {h.id}, created {h.created}, {h.records} records"
+    )
+    return EXIT_OK
+
+
+def cmd_envelope_split(args: argparse.Namespace) -> int:
+    src = Path(args.envelope)
+    try:
+        fin = src.open("rb")
+    except OSError as exc:
+        raise UsageError(f"{src}: cannot read ({exc.strerror})") from exc
+    try:
+        with fin:
+            names = crypto.split(fin, args.dir, max_size=CLI_MAX_ENVELOPE)
+    except EnvelopeInvalid as exc:
+        _fail(str(src), f"not a well-formed envelope ({exc.code}): {exc.detail}")
+        return EXIT_BAD
+    for n in names:
+        print(Path(args.dir) / n)
+    return EXIT_OK
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="run_gateway.py", description="Exchange gateway (交换前置机).")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument(
+        "--sm2-backend",
+        choices=crypto.BACKEND_NAMES,
+        default="auto",
+        help="SM2 implementation (default: libcrypto, else gmssl-pyx)",
+    )
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    k = sub.add_parser("keygen", help="new SM2 key pair")
+    k.add_argument("--out", required=True, help="directory for the key files")
+    k.add_argument("--name", required=True, help="file name stem")
+    k.set_defaults(func=cmd_keygen)
+
+    s = sub.add_parser("seal", help="sign and encrypt a file into an envelope")
+    s.add_argument("--sender-key", required=True)
+    s.add_argument("--to", action="append", required=True, help="recipient public key")
+    s.add_argument("--in", dest="input", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--compression", choices=crypto.COMPRESSIONS, default="none")
+    s.add_argument("--content-type", default="application/octet-stream")
+    s.set_defaults(func=cmd_seal)
+
+    o = sub.add_parser("open", help="verify and decrypt an envelope")
+    o.add_argument("--key", action="append", required=True, help="our private key")
+    o.add_argument(
+        "--from",
+        dest="sender",
+        action="append",
+        required=True,
+        help="sender public key",
+    )
+    o.add_argument("--in", dest="input", required=True)
+    o.add_argument("--out", required=True)
+    o.set_defaults(func=cmd_open)
+
+    e = sub.add_parser("envelope", help="envelope tools")
+    esub = e.add_subparsers(
+        dest="envelope_command", required=True, parser_class=_Parser
+    )
+    es = esub.add_parser("split", help="write the parts for checking with OpenSSL")
+    es.add_argument("envelope")
+    es.add_argument("dir")
+    es.set_defaults(func=cmd_envelope_split)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        crypto.select_backend(args.sm2_backend)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
+    except UsageError as exc:
+        _fail("usage", str(exc))
+        return EXIT_USAGE
+    except GatewayError as exc:
+        if debug:
+            raise
+        where, _, what = str(exc).partition(": ")
+        _fail(where if what else exc.code, what or str(exc))
+        return EXIT_USAGE
+    except OSError as exc:
+        if debug:
+            raise
+        _fail(exc.filename or "io", exc.strerror or str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
