@@ -13,6 +13,7 @@ Seal/open are shown beside the SM4 reference, since SM4 is their floor.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
@@ -44,8 +45,12 @@ def rate(fn: Callable[[], object], seconds: float) -> float:
 
 
 def openssl_speed(args: list[str], seconds: float) -> str:
-    out = subprocess.run(["openssl", "speed", "-seconds", str(max(1, round(seconds))),
-                          *args], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["openssl", "speed", "-seconds", str(max(1, round(seconds))), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout
 
 
@@ -70,12 +75,16 @@ def c_encdec(seconds: float) -> tuple[float, float] | None:
         return None
     with tempfile.TemporaryDirectory() as d:
         exe = Path(d) / "sm2_encdec"
-        r = subprocess.run([cc, "-O2", "-o", str(exe), str(ROOT / "bench/c/sm2_encdec.c"),
-                            "-lcrypto"], capture_output=True, check=False)
+        r = subprocess.run(
+            [cc, "-O2", "-o", str(exe), str(ROOT / "bench/c/sm2_encdec.c"), "-lcrypto"],
+            capture_output=True,
+            check=False,
+        )
         if r.returncode != 0:
             return None
-        out = subprocess.run([str(exe), str(seconds)], capture_output=True, text=True,
-                             check=True).stdout.split()
+        out = subprocess.run(
+            [str(exe), str(seconds)], capture_output=True, text=True, check=True
+        ).stdout.split()
     return float(out[0]), float(out[1])
 
 
@@ -100,41 +109,90 @@ def main() -> int:
     cek = os.urandom(16)
     wrapped = me.public.wrap(cek)
 
-    print(f"# crypto_bench  {now:%Y-%m-%d %H:%M} UTC  backend: {b.describe()}  "
-          f"cryptography's OpenSSL: {_primitives_openssl()}  cores: {os.cpu_count()}")
-    print("| operation                          |         ours |      openssl | ratio | unit |")
+    print(
+        f"# crypto_bench  {now:%Y-%m-%d %H:%M} UTC  backend: {b.describe()}  "
+        f"cryptography's OpenSSL: {_primitives_openssl()}  cores: {os.cpu_count()}"
+    )
+    print(
+        "| operation                          |         ours |      openssl | ratio | unit |"
+    )
     print("|---|---:|---:|---:|---|")
     o_sign, o_verify = ossl_sm2(secs)
-    print(row("SM2 sign (512 B, with Z)", rate(lambda: me.sign(msg), secs), o_sign, "op/s"))
-    print(row("SM2 verify", rate(lambda: me.public.verify(msg, sig), secs), o_verify,
-              "op/s"))
+    print(
+        row(
+            "SM2 sign (512 B, with Z)", rate(lambda: me.sign(msg), secs), o_sign, "op/s"
+        )
+    )
+    print(
+        row(
+            "SM2 verify",
+            rate(lambda: me.public.verify(msg, sig), secs),
+            o_verify,
+            "op/s",
+        )
+    )
     encdec = c_encdec(secs)
-    print(row("SM2 encrypt 16 B key", rate(lambda: me.public.wrap(cek), secs),
-              encdec[0] if encdec else None, "op/s"))
-    print(row("SM2 decrypt 16 B key", rate(lambda: me.unwrap(wrapped), secs),
-              encdec[1] if encdec else None, "op/s"))
+    print(
+        row(
+            "SM2 encrypt 16 B key",
+            rate(lambda: me.public.wrap(cek), secs),
+            encdec[0] if encdec else None,
+            "op/s",
+        )
+    )
+    print(
+        row(
+            "SM2 decrypt 16 B key",
+            rate(lambda: me.unwrap(wrapped), secs),
+            encdec[1] if encdec else None,
+            "op/s",
+        )
+    )
     for block in (16 * 1024, MB):
         data = os.urandom(block)
-        sm3 = rate(lambda d=data: crypto.sm3(d), secs) * block / MB
-        print(row(f"SM3 {block // 1024} KiB blocks", sm3, ossl_bulk("sm3", block, secs),
-                  "MB/s"))
+        sm3 = rate(functools.partial(crypto.sm3, data), secs) * block / MB
+        print(
+            row(
+                f"SM3 {block // 1024} KiB blocks",
+                sm3,
+                ossl_bulk("sm3", block, secs),
+                "MB/s",
+            )
+        )
         gcm_key, nonce = os.urandom(16), os.urandom(12)
 
-        def gcm(d: bytes = data) -> bytes:
-            g = _primitives.Gcm(gcm_key, nonce, b"")
+        def gcm(d: bytes = data, k: bytes = gcm_key, n: bytes = nonce) -> bytes:
+            g = _primitives.Gcm(k, n, b"")
             return g.update(d) + g.finalize()
 
-        print(row(f"SM4-GCM {block // 1024} KiB (ref SM4-CTR)",
-                  rate(gcm, secs) * block / MB, ossl_bulk("sm4-ctr", block, secs),
-                  "MB/s"))
+        print(
+            row(
+                f"SM4-GCM {block // 1024} KiB (ref SM4-CTR)",
+                rate(gcm, secs) * block / MB,
+                ossl_bulk("sm4-ctr", block, secs),
+                "MB/s",
+            )
+        )
     ring, peers = crypto.KeyRing([peer]), crypto.PeerTable([me.public])
     ref_ctr = ossl_bulk("sm4-ctr", MB, secs)
     for size in (1024, 64 * 1024, MB, 16 * MB):
         payload = os.urandom(size)
         env, _ = crypto.seal_bytes(payload, me, [peer.public], now=now)
-        seal = rate(lambda p=payload: crypto.seal_bytes(p, me, [peer.public], now=now),
-                    secs) * size / MB
-        opened = rate(lambda e=env: crypto.open_bytes(e, ring, peers), secs) * size / MB
+        seal = (
+            rate(
+                functools.partial(
+                    crypto.seal_bytes, payload, me, [peer.public], now=now
+                ),
+                secs,
+            )
+            * size
+            / MB
+        )
+        opened = (
+            rate(functools.partial(crypto.open_bytes, env, ring, peers), secs)
+            * size
+            / MB
+        )
         label = f"{size // 1024} KiB" if size < MB else f"{size // MB} MiB"
         print(row(f"seal {label} (ref SM4-CTR 1 MiB)", seal, ref_ctr, "MB/s"))
         print(row(f"open {label} (ref SM4-CTR 1 MiB)", opened, ref_ctr, "MB/s"))
@@ -143,18 +201,27 @@ def main() -> int:
     env, _ = crypto.seal_bytes(payload, me, [peer.public], now=now)
     for threads in (2,):
         with ThreadPoolExecutor(threads) as pool:
+
             def batch(e: bytes = env) -> None:
                 list(pool.map(lambda _i: crypto.open_bytes(e, ring, peers), range(8)))
 
             agg = rate(batch, secs) * 8 * MB / MB
-            print(row(f"open 1 MiB, {threads} threads, aggregate", agg, ref_ctr, "MB/s"))
+            print(
+                row(f"open 1 MiB, {threads} threads, aggregate", agg, ref_ctr, "MB/s")
+            )
 
             def sbatch(p: bytes = payload) -> None:
-                list(pool.map(lambda _i: crypto.seal_bytes(p, me, [peer.public], now=now),
-                              range(8)))
+                list(
+                    pool.map(
+                        lambda _i: crypto.seal_bytes(p, me, [peer.public], now=now),
+                        range(8),
+                    )
+                )
 
             agg = rate(sbatch, secs) * 8 * MB / MB
-            print(row(f"seal 1 MiB, {threads} threads, aggregate", agg, ref_ctr, "MB/s"))
+            print(
+                row(f"seal 1 MiB, {threads} threads, aggregate", agg, ref_ctr, "MB/s")
+            )
     return 0
 
 

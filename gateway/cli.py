@@ -7,15 +7,23 @@ error. Errors are one line, ``where: what``; a traceback only with --debug.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import crypto
-from gateway.errors import EnvelopeInvalid, GatewayError
+from config.loader import ConfigProblems, LoadedConfig
+from config.loader import load as config_load
+from gateway.app import run as app_run
+from gateway.errors import ConfigError, EnvelopeInvalid, GatewayError
+from gateway.node import build_node
+from gateway.spool import Spool
+from monitoring.logging import setup as log_setup
 
 EXIT_OK = 0
 EXIT_BAD = 1
@@ -147,6 +155,105 @@ def cmd_envelope_split(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load(path: str) -> LoadedConfig:
+    try:
+        return config_load(path)
+    except ConfigProblems as exc:
+        raise ConfigError("\n".join(str(p) for p in exc.problems)) from exc
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = _load(args.file)
+    node = build_node(loaded)
+    m = loaded.model
+    print(
+        f"{args.file}: ok: node {m.node.name}, {len(node.sources)} sources, "
+        f"{len(node.destinations)} destinations"
+        + (f", hub with {len(node.senders)} senders" if m.hub else "")
+        + f", sealing key {node.ring.current(datetime.now(UTC)).id}"
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    node = build_node(loaded)
+    log_setup(args.log_level)
+    return app_run(node)
+
+
+def _status_data(loaded: LoadedConfig) -> dict[str, object]:
+    m = loaded.model
+    path = loaded.resolve(m.node.state_dir) / "spool.db"
+    out: dict[str, object] = {"node": m.node.name}
+    sources = {
+        s.name: {"accepted": 0, "records": 0, "rejected": 0, "quarantined": 0}
+        for s in m.sources
+    }
+    dests: dict[str, dict[str, object]] = {
+        d.name: {"queued": 0, "delivered": 0, "dead": 0, "oldest_age_s": None}
+        for d in m.destinations
+    }
+    hub = {"envelopes": 0, "records": 0}
+    if path.exists():
+        with Spool(path, readonly=True) as spool:
+            for n, c in spool.source_counts().items():
+                sources[n] = {
+                    "accepted": c.accepted,
+                    "records": c.records,
+                    "rejected": c.rejected,
+                    "quarantined": c.quarantined,
+                }
+            for n, d in spool.destination_counts(now=time.time()).items():
+                dests[n] = {
+                    "queued": d.queued + d.leased + d.sealed,
+                    "delivered": d.delivered,
+                    "dead": d.dead,
+                    "oldest_age_s": d.oldest_age_s,
+                    "envelopes_pending": d.envelopes_pending,
+                }
+            if m.hub is not None:
+                h = spool.hub_counts()
+                hub = {
+                    "envelopes": h.envelopes,
+                    "records": h.records,
+                    "duplicates": h.duplicates,
+                }
+    out["sources"] = sources
+    out["destinations"] = dests
+    if m.hub is not None:
+        out["hub"] = hub
+    return out
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    data = _status_data(loaded)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+        return EXIT_OK
+    print(f"node {data['node']}")
+    print(
+        f"{'source':<28}{'inputs':>10}{'records':>10}{'rejected':>10}{'quarant.':>10}"
+    )
+    for n, c in data["sources"].items():  # type: ignore[attr-defined]
+        print(
+            f"{n:<28}{c['accepted']:>10}{c['records']:>10}{c['rejected']:>10}"
+            f"{c['quarantined']:>10}"
+        )
+    print(
+        f"{'destination':<28}{'queued':>10}{'delivered':>10}{'dead':>10}"
+        f"{'oldest s':>10}"
+    )
+    for n, d in data["destinations"].items():  # type: ignore[attr-defined]
+        age = "-" if d["oldest_age_s"] is None else f"{d['oldest_age_s']:.0f}"
+        print(f"{n:<28}{d['queued']:>10}{d['delivered']:>10}{d['dead']:>10}{age:>10}")
+    if "hub" in data:
+        h = data["hub"]
+        print(f"hub: {h['envelopes']} envelopes, {h['records']} records")  # type: ignore[index]
+    return EXIT_OK
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
@@ -190,6 +297,22 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", required=True)
     o.set_defaults(func=cmd_open)
 
+    r = sub.add_parser("run", help="run the gateway / hub until SIGTERM")
+    r.add_argument("--config", required=True)
+    r.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check-config", help="validate a config and all it names")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check_config)
+
+    st = sub.add_parser("status", help="counts per source and destination")
+    st.add_argument("--config", required=True)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
     e = sub.add_parser("envelope", help="envelope tools")
     esub = e.add_subparsers(
         dest="envelope_command", required=True, parser_class=_Parser
@@ -211,6 +334,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except UsageError as exc:
         _fail("usage", str(exc))
+        return EXIT_USAGE
+    except ConfigError as exc:
+        if debug:
+            raise
+        # Already "file: path: what", one problem per line.
+        for line in str(exc).splitlines():
+            print(line, file=sys.stderr)
         return EXIT_USAGE
     except GatewayError as exc:
         if debug:

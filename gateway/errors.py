@@ -9,7 +9,14 @@
     │   ├── BackendUnavailable   no SM2 implementation passed its self-test
     │   ├── EnvelopeInvalid      malformed, truncated, oversized, tampered, not for us
     │   └── ReceiptInvalid       receipt does not verify or does not match the send
-    └── SpoolError               cannot persist: intake answers 503, readiness goes red
+    ├── SpoolError               cannot persist: intake answers 503, readiness goes red
+    │   ├── QuotaExceeded        over a spool quota: 503 + Retry-After (retry_after_s)
+    │   └── LeaseLost            a leased item or envelope changed state meanwhile
+    └── DeliveryError(code)      code is bounded: safe as a metric label
+        ├── TransientDeliveryError(retry_after)   back to the spool, retried later
+        │   └── DeliveryTimeout  (also a TimeoutError)
+        └── PermanentDeliveryError               dead-lettered with its reason
+            └── ResealRequired   the receiver refused the envelope as too old
 
 Every error carries a stable ``code`` (safe as a metric label and for operators);
 ``str(exc)`` is for logs only.
@@ -21,11 +28,18 @@ __all__ = [
     "BackendUnavailable",
     "ConfigError",
     "CryptoError",
+    "DeliveryError",
+    "DeliveryTimeout",
     "EnvelopeInvalid",
     "GatewayError",
     "KeyUnavailable",
+    "LeaseLost",
+    "PermanentDeliveryError",
+    "QuotaExceeded",
     "ReceiptInvalid",
+    "ResealRequired",
     "SpoolError",
+    "TransientDeliveryError",
 ]
 
 
@@ -80,3 +94,57 @@ class SpoolError(GatewayError):
     """The spool cannot persist or read data."""
 
     code = "E_SPOOL"
+
+
+class QuotaExceeded(SpoolError):
+    """Accepting the input would exceed a spool quota; nothing was written."""
+
+    code = "E_QUOTA"
+
+    def __init__(self, detail: str, *, retry_after_s: float) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class LeaseLost(SpoolError):
+    """The items or envelope changed state since the caller leased them."""
+
+    code = "E_LEASE_LOST"
+
+
+class DeliveryError(GatewayError):
+    """Sending an envelope to a destination failed."""
+
+    code = "E_DELIVERY"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        if code is not None:
+            self.code = code
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying later; ``retry_after`` is the receiver's hint in seconds."""
+
+    def __init__(
+        self, detail: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = retry_after
+
+
+class DeliveryTimeout(TransientDeliveryError, TimeoutError):
+    """The receiver did not answer in time."""
+
+    code = "E_TIMEOUT"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, code="E_TIMEOUT")
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying cannot help: the envelope is dead-lettered with its reason."""
+
+
+class ResealRequired(PermanentDeliveryError):
+    """The receiver refused the envelope as too old; its records are sealed again."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,7 +52,7 @@ def recipient() -> crypto.PrivateKey:
 
 
 @pytest.fixture
-def keydir(tmp_path: Path) -> Iterator[Path]:
+def keydir(tmp_path: Path) -> Path:
     d = tmp_path / "keys"
     d.mkdir()
-    yield d
+    return d

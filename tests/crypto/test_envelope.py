@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import crypto
-from crypto import envelope as E
+from crypto import envelope as envelope_mod
 from gateway.errors import EnvelopeInvalid
 from tests.conftest import make_key
 
@@ -32,8 +32,14 @@ def test_round_trip_every_recipient_can_open(compression: str) -> None:
     payload = b'{"dataset":"SECTION","fields":{}}\n' * 5000
     manifest = [crypto.sm3(b"rec%d" % i).hex() for i in range(3)]
     env, header = crypto.seal_bytes(
-        payload, s, [r1.public, r2.public], now=NOW, compression=compression,
-        content_type="application/x-ndjson", manifest=manifest, meta={"source": "wuxi"},
+        payload,
+        s,
+        [r1.public, r2.public],
+        now=NOW,
+        compression=compression,
+        content_type="application/x-ndjson",
+        manifest=manifest,
+        meta={"source": "wuxi"},
     )
     for r in (r1, r2):
         opened, pt = crypto.open_bytes(env, ring(r), peers(s))
@@ -50,15 +56,28 @@ def test_stream_and_bytes_forms_are_interchangeable() -> None:
     s, r = make_key(), make_key()
     payload = bytes(range(256)) * 20_000  # 5 MB, several chunks
     out = io.BytesIO()
-    sealed = crypto.seal_stream(io.BytesIO(payload), out, s, [r.public], now=NOW,
-                                compression="zstd", chunk=300_000)
+    sealed = crypto.seal_stream(
+        io.BytesIO(payload),
+        out,
+        s,
+        [r.public],
+        now=NOW,
+        compression="zstd",
+        chunk=300_000,
+    )
     assert sealed.size == len(out.getvalue())
     _, pt = crypto.open_bytes(out.getvalue(), ring(r), peers(s))
     assert pt == payload
     env, _ = crypto.seal_bytes(payload, s, [r.public], now=NOW)
     sink = io.BytesIO()
-    crypto.open_stream(io.BytesIO(env), sink, ring(r), peers(s),
-                       max_size=len(env), max_plaintext=len(payload))
+    crypto.open_stream(
+        io.BytesIO(env),
+        sink,
+        ring(r),
+        peers(s),
+        max_size=len(env),
+        max_plaintext=len(payload),
+    )
     assert sink.getvalue() == payload
 
 
@@ -98,8 +117,13 @@ def test_every_single_byte_flip_is_rejected() -> None:
     """Flip each byte in turn (header, nonce inside it, wrapped key, ciphertext,
     tag, signature, lengths, magic): every one is rejected, no plaintext out."""
     s, r = make_key(), make_key()
-    env, _ = crypto.seal_bytes(b"secret record " * 20, s, [r.public], now=NOW,
-                               manifest=[crypto.sm3(b"a").hex()])
+    env, _ = crypto.seal_bytes(
+        b"secret record " * 20,
+        s,
+        [r.public],
+        now=NOW,
+        manifest=[crypto.sm3(b"a").hex()],
+    )
     parts = _sections(env)
     assert set(parts) >= {"header", "keys", "ciphertext", "tag", "signature"}
     for i in range(len(env)):
@@ -107,8 +131,14 @@ def test_every_single_byte_flip_is_rejected() -> None:
         bad[i] ^= 0x01
         sink = io.BytesIO()
         with pytest.raises(EnvelopeInvalid):
-            crypto.open_stream(io.BytesIO(bytes(bad)), sink, ring(r), peers(s),
-                               max_size=1 << 20, max_plaintext=1 << 20)
+            crypto.open_stream(
+                io.BytesIO(bytes(bad)),
+                sink,
+                ring(r),
+                peers(s),
+                max_size=1 << 20,
+                max_plaintext=1 << 20,
+            )
         assert sink.getvalue() == b"", f"plaintext written after flipping byte {i}"
         with pytest.raises(EnvelopeInvalid):
             crypto.open_bytes(bytes(bad), ring(r), peers(s))
@@ -146,8 +176,14 @@ def test_oversized_and_wrong_version_are_rejected() -> None:
     s, r = make_key(), make_key()
     env, _ = crypto.seal_bytes(b"z" * 1000, s, [r.public], now=NOW)
     with pytest.raises(EnvelopeInvalid, match="exceeds the limit"):
-        crypto.open_stream(io.BytesIO(env), io.BytesIO(), ring(r), peers(s),
-                           max_size=len(env) - 1, max_plaintext=1 << 20)
+        crypto.open_stream(
+            io.BytesIO(env),
+            io.BytesIO(),
+            ring(r),
+            peers(s),
+            max_size=len(env) - 1,
+            max_plaintext=1 << 20,
+        )
     v2 = env[:5] + b"\x02" + env[6:]
     with pytest.raises(EnvelopeInvalid, match="version"):
         crypto.open_bytes(v2, ring(r), peers(s))
@@ -157,22 +193,37 @@ def test_oversized_and_wrong_version_are_rejected() -> None:
 
 def test_decompression_bomb_is_bounded() -> None:
     s, r = make_key(), make_key()
-    env, _ = crypto.seal_bytes(b"\0" * 20_000_000, s, [r.public], now=NOW,
-                               compression="zstd")
+    env, _ = crypto.seal_bytes(
+        b"\0" * 20_000_000, s, [r.public], now=NOW, compression="zstd"
+    )
     assert len(env) < 10_000
     with pytest.raises(EnvelopeInvalid, match="exceeds the limit"):
-        crypto.open_stream(io.BytesIO(env), io.BytesIO(), ring(r), peers(s),
-                           max_size=len(env), max_plaintext=1_000_000)
+        crypto.open_stream(
+            io.BytesIO(env),
+            io.BytesIO(),
+            ring(r),
+            peers(s),
+            max_size=len(env),
+            max_plaintext=1_000_000,
+        )
 
 
 def test_non_canonical_header_is_rejected_even_if_signed() -> None:
     """A sender that signs a header with extra spaces is refused: one header, one form."""
     s, r = make_key(), make_key()
-    header = E._new_header(s, [r.public], content_type="a/b", compression="none",
-                           manifest=(), meta=None, now=NOW, envelope_id=None)
+    header = envelope_mod._new_header(
+        s,
+        [r.public],
+        content_type="a/b",
+        compression="none",
+        manifest=(),
+        meta=None,
+        now=NOW,
+        envelope_id=None,
+    )
     raw = header.encode().replace(b'"v":1', b'"v": 1')
     with pytest.raises(EnvelopeInvalid, match="canonical"):
-        E._decode_header(raw)
+        envelope_mod._decode_header(raw)
 
 
 def test_seal_refuses_bad_parameters() -> None:
@@ -190,8 +241,7 @@ def test_seal_refuses_bad_parameters() -> None:
 KEYS = [make_key() for _ in range(3)]
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     payload=st.binary(max_size=5000),
     compression=st.sampled_from(crypto.COMPRESSIONS),
@@ -199,13 +249,25 @@ KEYS = [make_key() for _ in range(3)]
     meta=st.dictionaries(st.text(max_size=10), st.text(max_size=30), max_size=3),
     content_type=st.sampled_from(["application/x-ndjson", "text/csv; charset=gbk"]),
 )
-def test_property_round_trip(payload: bytes, compression: str, n_records: int,
-                             meta: dict[str, str], content_type: str) -> None:
+def test_property_round_trip(
+    payload: bytes,
+    compression: str,
+    n_records: int,
+    meta: dict[str, str],
+    content_type: str,
+) -> None:
     s, r1, r2 = KEYS
     manifest = [crypto.sm3(bytes([i])).hex() for i in range(n_records)]
-    env, header = crypto.seal_bytes(payload, s, [r1.public, r2.public], now=NOW,
-                                    compression=compression, manifest=manifest,
-                                    meta=meta, content_type=content_type)
+    env, header = crypto.seal_bytes(
+        payload,
+        s,
+        [r1.public, r2.public],
+        now=NOW,
+        compression=compression,
+        manifest=manifest,
+        meta=meta,
+        content_type=content_type,
+    )
     opened, pt = crypto.open_bytes(env, ring(r2), peers(s))
     assert pt == payload
     assert opened.header == header

@@ -20,14 +20,20 @@ pytestmark = pytest.mark.interop
 
 
 def run(*args: str, cwd: Path | None = None, data: bytes | None = None) -> bytes:
-    res = subprocess.run(list(args), cwd=cwd, input=data, capture_output=True, check=False)
+    res = subprocess.run(
+        list(args), cwd=cwd, input=data, capture_output=True, check=False
+    )
     assert res.returncode == 0, (args, res.stderr.decode(errors="replace"))
     return res.stdout
 
 
 def gateway(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), *args],
-                          cwd=cwd, capture_output=True, check=False)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_gateway.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -45,7 +51,9 @@ def openssl_keys(openssl: str, tmp_path: Path) -> tuple[Path, Path]:
     return key, pub
 
 
-def test_our_keys_are_readable_by_openssl(openssl: str, our_keys: tuple[Path, Path]) -> None:
+def test_our_keys_are_readable_by_openssl(
+    openssl: str, our_keys: tuple[Path, Path]
+) -> None:
     key, pub = our_keys
     run(openssl, "pkey", "-in", str(key), "-noout")
     text = run(openssl, "pkey", "-in", str(key), "-noout", "-text_pub").decode()
@@ -71,13 +79,35 @@ def test_our_signature_verifies_with_openssl(
     msg.write_bytes("签名的消息 message".encode() * 100)
     sig = tmp_path / "sig.der"
     sig.write_bytes(crypto.load_private_key(key).sign(msg.read_bytes()))
-    out = run(openssl, "dgst", "-sm3", "-verify", str(pub), *ID_OPT,
-              "-signature", str(sig), str(msg))
+    out = run(
+        openssl,
+        "dgst",
+        "-sm3",
+        "-verify",
+        str(pub),
+        *ID_OPT,
+        "-signature",
+        str(sig),
+        str(msg),
+    )
     assert b"Verified OK" in out
     # And a different ID must fail: proof the ID is really Z's input.
-    res = subprocess.run([openssl, "dgst", "-sm3", "-verify", str(pub), "-sigopt",
-                          "distid:1234567812345679", "-signature", str(sig), str(msg)],
-                         capture_output=True, check=False)
+    res = subprocess.run(
+        [
+            openssl,
+            "dgst",
+            "-sm3",
+            "-verify",
+            str(pub),
+            "-sigopt",
+            "distid:1234567812345679",
+            "-signature",
+            str(sig),
+            str(msg),
+        ],
+        capture_output=True,
+        check=False,
+    )
     assert res.returncode != 0
 
 
@@ -101,7 +131,9 @@ def test_our_wrapped_key_unwraps_with_openssl(
     cek = os.urandom(16)
     ek = tmp_path / "ek.der"
     ek.write_bytes(crypto.load_public_key(pub).wrap(cek))
-    assert run(openssl, "pkeyutl", "-decrypt", "-inkey", str(key), "-in", str(ek)) == cek
+    assert (
+        run(openssl, "pkeyutl", "-decrypt", "-inkey", str(key), "-in", str(ek)) == cek
+    )
 
 
 def test_openssl_ciphertext_decrypts_with_us(
@@ -110,16 +142,18 @@ def test_openssl_ciphertext_decrypts_with_us(
     key, pub = our_keys
     cek = tmp_path / "cek.bin"
     cek.write_bytes(os.urandom(16))
-    ek = run(openssl, "pkeyutl", "-encrypt", "-pubin", "-inkey", str(pub),
-             "-in", str(cek))
+    ek = run(
+        openssl, "pkeyutl", "-encrypt", "-pubin", "-inkey", str(pub), "-in", str(cek)
+    )
     assert ek[0] == 0x30  # GM/T 0009 DER, not raw C1C3C2
     assert crypto.load_private_key(key).unwrap(ek) == cek.read_bytes()
 
 
 def _recipe() -> str:
     text = (ROOT / "docs/envelope.md").read_text()
-    m = re.search(r"<!-- recipe:start -->\s*```sh\n(.*?)```\s*<!-- recipe:end -->",
-                  text, re.S)
+    m = re.search(
+        r"<!-- recipe:start -->\s*```sh\n(.*?)```\s*<!-- recipe:end -->", text, re.S
+    )
     assert m, "recipe block missing from docs/envelope.md"
     return m.group(1)
 
@@ -141,18 +175,36 @@ def test_docs_recipe_opens_an_envelope(
     payload = tmp_path / "payload.in"
     payload.write_bytes("记录 record\n".encode() * 50_000 + os.urandom(3000))
     env = tmp_path / "env.bin"
-    res = gateway("seal", "--sender-key", str(sender_key), "--to", str(my_pub),
-                  "--in", str(payload), "--out", str(env), "--compression", compression)
+    res = gateway(
+        "seal",
+        "--sender-key",
+        str(sender_key),
+        "--to",
+        str(my_pub),
+        "--in",
+        str(payload),
+        "--out",
+        str(env),
+        "--compression",
+        compression,
+    )
     assert res.returncode == 0, res.stderr
     work = tmp_path / "work"
     work.mkdir()
     venv_bin = str(Path(sys.executable).parent)
     res2 = subprocess.run(
-        ["bash", "-c", _recipe()], cwd=work, capture_output=True, check=False,
-        env={**os.environ, "ENV": str(env), "SENDER_PUB": str(sender_pub),
-             "MY_KEY": str(my_key),
-             "GATEWAY": f"{sys.executable} {ROOT / 'run_gateway.py'}",
-             "PATH": f"{venv_bin}:{os.environ['PATH']}"},
+        ["bash", "-c", _recipe()],
+        cwd=work,
+        capture_output=True,
+        check=False,
+        env={
+            **os.environ,
+            "ENV": str(env),
+            "SENDER_PUB": str(sender_pub),
+            "MY_KEY": str(my_key),
+            "GATEWAY": f"{sys.executable} {ROOT / 'run_gateway.py'}",
+            "PATH": f"{venv_bin}:{os.environ['PATH']}",
+        },
     )
     assert res2.returncode == 0, res2.stderr.decode(errors="replace")
     assert (work / "payload.out").read_bytes() == payload.read_bytes()
@@ -165,15 +217,34 @@ def test_docs_recipe_detects_a_forged_signature(openssl: str, tmp_path: Path) ->
     payload = tmp_path / "p"
     payload.write_bytes(b"x" * 1000)
     env = tmp_path / "env.bin"
-    assert gateway("seal", "--sender-key", str(sender_key), "--to", str(my_pub),
-                   "--in", str(payload), "--out", str(env)).returncode == 0
+    assert (
+        gateway(
+            "seal",
+            "--sender-key",
+            str(sender_key),
+            "--to",
+            str(my_pub),
+            "--in",
+            str(payload),
+            "--out",
+            str(env),
+        ).returncode
+        == 0
+    )
     work = tmp_path / "w"
     work.mkdir()
     res = subprocess.run(
-        ["bash", "-c", _recipe()], cwd=work, capture_output=True, check=False,
-        env={**os.environ, "ENV": str(env), "SENDER_PUB": str(other_pub),
-             "MY_KEY": str(my_key),
-             "GATEWAY": f"{sys.executable} {ROOT / 'run_gateway.py'}"},
+        ["bash", "-c", _recipe()],
+        cwd=work,
+        capture_output=True,
+        check=False,
+        env={
+            **os.environ,
+            "ENV": str(env),
+            "SENDER_PUB": str(other_pub),
+            "MY_KEY": str(my_key),
+            "GATEWAY": f"{sys.executable} {ROOT / 'run_gateway.py'}",
+        },
     )
     assert res.returncode != 0
     assert not (work / "payload.out").exists()

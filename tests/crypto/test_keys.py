@@ -11,7 +11,7 @@ from gmssl import sm2 as gmssl_sm2
 
 import crypto
 from crypto import _der, _primitives
-from gateway.errors import EnvelopeInvalid, KeyUnavailable
+from gateway.errors import BackendUnavailable, EnvelopeInvalid, KeyUnavailable
 from tests.conftest import make_key
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
@@ -19,7 +19,8 @@ NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 
 def test_keygen_writes_pkcs8_0600_and_spki(tmp_path: Path) -> None:
     key, pub, kid = crypto.keygen(tmp_path / "k", "node")
-    assert key.name == "node.key.pem" and pub.name == "node.pub.pem"
+    assert key.name == "node.key.pem"
+    assert pub.name == "node.pub.pem"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     assert pub.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
@@ -117,6 +118,6 @@ def test_our_signature_verifies_with_pure_python_gmssl() -> None:
 
 
 def test_backend_selection_refuses_unknown_name() -> None:
-    with pytest.raises(_primitives.BackendUnavailable, match="unknown SM2 backend"):
+    with pytest.raises(BackendUnavailable, match="unknown SM2 backend"):
         _primitives.select_backend("nope")
     assert _primitives.select_backend("auto").name == "libcrypto"

@@ -51,9 +51,11 @@ def test_receipt_round_trip(hub: crypto.PrivateKey) -> None:
 
 
 def test_per_record_rejection_is_carried(hub: crypto.PrivateKey) -> None:
-    recs = [crypto.RecordOutcome(MANIFEST[0], "accepted"),
-            crypto.RecordOutcome(MANIFEST[1], "rejected", "E_FIELD_REQUIRED"),
-            crypto.RecordOutcome(MANIFEST[2], "accepted")]
+    recs = [
+        crypto.RecordOutcome(MANIFEST[0], "accepted"),
+        crypto.RecordOutcome(MANIFEST[1], "rejected", "E_FIELD_REQUIRED"),
+        crypto.RecordOutcome(MANIFEST[2], "accepted"),
+    ]
     r = _check(_receipt(hub, records=recs), hub)
     assert r.records[1].reason == "E_FIELD_REQUIRED"
     assert r.accepted == [MANIFEST[0], MANIFEST[2]]
@@ -88,10 +90,17 @@ def test_edited_body_is_refused(hub: crypto.PrivateKey) -> None:
         _check(raw, hub)
 
 
-@pytest.mark.parametrize("raw", [
-    b"", b"[]", b'{"body": 1, "signature": ""}', b'{"body": "{}", "signature": "!!"}',
-    b'{"body": "{}", "signature": "AA==", "x": 1}', b"\xff\xfe",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"[]",
+        b'{"body": 1, "signature": ""}',
+        b'{"body": "{}", "signature": "!!"}',
+        b'{"body": "{}", "signature": "AA==", "x": 1}',
+        b"\xff\xfe",
+    ],
+)
 def test_malformed_receipts_only_raise_receipt_invalid(
     hub: crypto.PrivateKey, raw: bytes
 ) -> None:
@@ -108,7 +117,22 @@ def test_receipt_signature_checks_with_the_openssl_recipe(
     (tmp_path / "body.bin").write_bytes(outer["body"].encode())
     (tmp_path / "sig.der").write_bytes(base64.b64decode(outer["signature"]))
     (tmp_path / "hub.pub.pem").write_bytes(hub.public.pem())
-    res = subprocess.run([openssl, "dgst", "-sm3", "-verify", "hub.pub.pem", "-sigopt",
-                          "distid:1234567812345678", "-signature", "sig.der", "body.bin"],
-                         cwd=tmp_path, capture_output=True, check=False)
-    assert res.returncode == 0 and b"Verified OK" in res.stdout
+    res = subprocess.run(
+        [
+            openssl,
+            "dgst",
+            "-sm3",
+            "-verify",
+            "hub.pub.pem",
+            "-sigopt",
+            "distid:1234567812345678",
+            "-signature",
+            "sig.der",
+            "body.bin",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+    )
+    assert res.returncode == 0
+    assert b"Verified OK" in res.stdout

@@ -27,8 +27,13 @@ sys.exit(rc)
 
 
 def peak_rss(*args: str, cwd: Path) -> int:
-    r = subprocess.run([sys.executable, "-c", RUNNER, str(ROOT), *args], cwd=cwd,
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(ROOT), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     return int(r.stdout.strip().splitlines()[-1])
 
@@ -43,12 +48,31 @@ def test_two_gigabytes_stream_with_bounded_memory(tmp_path: Path) -> None:
         for _ in range(SIZE // len(block)):
             f.write(block)
     size = big.stat().st_size
-    rss_seal = peak_rss("seal", "--sender-key", "a.key.pem", "--to", "b.pub.pem",
-                        "--in", "big.bin", "--out", "env.bin",
-                        cwd=tmp_path)
+    rss_seal = peak_rss(
+        "seal",
+        "--sender-key",
+        "a.key.pem",
+        "--to",
+        "b.pub.pem",
+        "--in",
+        "big.bin",
+        "--out",
+        "env.bin",
+        cwd=tmp_path,
+    )
     big.unlink()
-    rss_open = peak_rss("open", "--key", "b.key.pem", "--from", "a.pub.pem",
-                        "--in", "env.bin", "--out", "out.bin", cwd=tmp_path)
+    rss_open = peak_rss(
+        "open",
+        "--key",
+        "b.key.pem",
+        "--from",
+        "a.pub.pem",
+        "--in",
+        "env.bin",
+        "--out",
+        "out.bin",
+        cwd=tmp_path,
+    )
     out = tmp_path / "out.bin"
     assert out.stat().st_size == size
     print(f"peak RSS: seal {rss_seal} KiB, open {rss_open} KiB for {size} bytes")

@@ -1,0 +1,1 @@
+"""Input plug-ins: bytes in, canonical records out (pure, synchronous)."""

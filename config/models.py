@@ -1,0 +1,236 @@
+"""The configuration schema: pydantic models that reject unknown keys.
+
+Secrets never appear inline: tokens, keys and passwords are file paths.
+Relative paths are resolved against the configuration file's directory by
+the loader, so a config can be moved with its files.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*$")
+_UNITS = {
+    None: 1,
+    "B": 1,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "TiB": 1024**4,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+}
+
+
+def parse_size(value: object) -> int:
+    """``64MiB`` / ``10 GB`` / ``4096`` → bytes."""
+    if isinstance(value, bool):
+        # pydantic reports ValueError (not TypeError) as a validation problem.
+        raise ValueError("a size, e.g. 64MiB")  # noqa: TRY004
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size must not be negative")
+        return value
+    if isinstance(value, str) and (m := _SIZE.match(value)):
+        return int(float(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError("a size, e.g. 64MiB, 10GB or 4096")
+
+
+Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyFile(Strict):
+    file: str = Field(description="PKCS#8 PEM private key (mode 0600)")
+    not_after: date | None = Field(
+        default=None, description="last day this key may sign; readiness warns before"
+    )
+
+
+class NodeConfig(Strict):
+    name: str = Field(pattern=NAME, description="this node's name (logs, audit)")
+    state_dir: str = Field(description="directory for the spool and the audit log")
+    keys: list[KeyFile] = Field(
+        min_length=1,
+        description="our SM2 keys; the first usable one seals, all of them open",
+    )
+    sm2_backend: Literal["auto", "libcrypto", "gmssl-pyx"] = "auto"
+    key_expiry_warning_days: int = Field(default=30, ge=0)
+
+
+class Listen(Strict):
+    ingest: str | None = Field(
+        default=None, description="host:port for /v1/ingest and /v1/envelopes"
+    )
+    admin: str = Field(
+        default="127.0.0.1:9108",
+        description="host:port for /metrics, /healthz, /readyz, /",
+    )
+
+    @field_validator("ingest", "admin")
+    @classmethod
+    def _hostport(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:8080")
+        return v
+
+
+class SourceConfig(Strict):
+    name: str = Field(pattern=NAME)
+    adapter: str = Field(
+        default="national_jsonl",
+        description="adapter name (national_jsonl, a mapping, or a Python adapter)",
+    )
+    options: dict[str, object] = Field(
+        default_factory=dict, description="adapter options, validated by the adapter"
+    )
+    token_files: list[str] = Field(
+        default_factory=list,
+        description="files each holding one bearer token for this source",
+    )
+    content_types: list[str] = Field(
+        default_factory=lambda: ["application/x-ndjson", "application/json"],
+        description="accepted Content-Type media types",
+    )
+    max_bytes: Size = Field(default=64 * 1024**2, description="largest input accepted")
+    destinations: list[str] | None = Field(
+        default=None, description="where this source's records go (default: all)"
+    )
+
+
+class Batch(Strict):
+    max_records: int = Field(default=1000, ge=1, le=100_000)
+    max_bytes: Size = Field(default=4 * 1024**2)
+    linger_s: float = Field(default=0.5, ge=0, le=3600)
+
+
+class Tls(Strict):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+class Retry(Strict):
+    quick_attempts: int = Field(default=3, ge=1, le=10)
+    initial_s: float = Field(default=0.2, gt=0)
+    max_quick_s: float = Field(default=2.0, gt=0)
+    backoff_min_s: float = Field(
+        default=1.0, gt=0, description="first spool-level wait"
+    )
+    backoff_max_s: float = Field(default=300.0, gt=0, description="longest wait")
+    max_age_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="re-seal envelopes older than this (inside hub dedupe retention)",
+    )
+
+
+class HttpDestination(Strict):
+    name: str = Field(pattern=NAME)
+    type: Literal["http"] = "http"
+    url: str = Field(pattern=r"^https?://", description="the hub's /v1/envelopes URL")
+    recipient_keys: list[str] = Field(
+        min_length=1, description="public keys the envelopes are encrypted to"
+    )
+    receipt_keys: list[str] = Field(
+        default_factory=list,
+        description="public keys allowed to sign receipts (default: recipient_keys)",
+    )
+    compression: Literal["none", "gzip", "zstd"] = "zstd"
+    batch: Batch = Batch()
+    retry: Retry = Retry()
+    tls: Tls = Tls()
+    timeout_s: float = Field(default=30.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_in_flight: int = Field(default=2, ge=1, le=64)
+    circuit_failures: int = Field(
+        default=5, ge=1, description="failures that open the breaker"
+    )
+    circuit_open_s: float = Field(default=30.0, gt=0)
+
+
+Destination = Annotated[HttpDestination, Field(discriminator="type")]
+
+
+class Sender(Strict):
+    name: str = Field(pattern=NAME)
+    key: str = Field(description="the sender's SM2 public key (PEM)")
+
+
+class HubConfig(Strict):
+    senders: list[Sender] = Field(
+        min_length=1, description="allow-list of sending nodes"
+    )
+    dedupe_retention_days: float = Field(default=30.0, gt=0)
+    max_envelope_bytes: Size = Field(default=256 * 1024**2)
+    max_plaintext_bytes: Size = Field(default=1024**3)
+    destinations: list[str] | None = Field(
+        default=None, description="forward received records onward (cascade)"
+    )
+    sink_dir: str | None = Field(
+        default=None, description="also write each received batch as a JSONL file here"
+    )
+
+
+class Quota(Strict):
+    max_bytes: Size = Field(default=10 * 1024**3, description="all undelivered data")
+    max_records: int = Field(default=10_000_000, ge=1)
+    per_source_max_bytes: Size = Field(default=2 * 1024**3)
+    per_source_max_records: int = Field(default=2_000_000, ge=1)
+    min_free_disk: Size = Field(default=1024**3, description="refuse input below this")
+    retry_after_s: int = Field(default=30, ge=1)
+
+
+class GatewayConfig(Strict):
+    node: NodeConfig
+    listen: Listen = Listen()
+    sources: list[SourceConfig] = Field(default_factory=list)
+    destinations: list[Destination] = Field(default_factory=list)
+    hub: HubConfig | None = None
+    quota: Quota = Quota()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> GatewayConfig:
+        names = [s.name for s in self.sources]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"sources: duplicate names {sorted(dup)}")
+        dests = [d.name for d in self.destinations]
+        dup = {n for n in dests if dests.count(n) > 1}
+        if dup:
+            raise ValueError(f"destinations: duplicate names {sorted(dup)}")
+        for i, s in enumerate(self.sources):
+            for d in s.destinations or []:
+                if d not in dests:
+                    raise ValueError(
+                        f"sources.{i}.destinations: unknown destination {d!r}"
+                    )
+        if self.hub is not None:
+            for d in self.hub.destinations or []:
+                if d not in dests:
+                    raise ValueError(f"hub.destinations: unknown destination {d!r}")
+        if (self.sources or self.hub) and self.listen.ingest is None:
+            raise ValueError(
+                "listen.ingest: required when sources or hub are configured"
+            )
+        return self

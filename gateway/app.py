@@ -1,0 +1,266 @@
+"""Composition root: the only module that knows the concrete classes.
+
+``run(config)`` opens the spool, starts the listeners and one worker per
+destination, and runs until SIGTERM/SIGINT. Shutdown order: stop taking
+input (close the ingest listener), let in-flight sends finish, stop the
+workers, close the spool. Nothing answered 202 is lost at any point: it is
+in the spool before the answer is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from config.models import GatewayConfig
+from gateway.dispatch import DestinationWorker
+from gateway.forwarders.http import HttpForwarder
+from gateway.hub import Hub
+from gateway.intake import Intake
+from gateway.node import Node
+from gateway.records import DestinationCounts
+from gateway.spool import AsyncSpool, Limits, Quotas
+from monitoring.events import Events
+from monitoring.http import admin_routes
+
+__all__ = ["Running", "quotas_from", "serve"]
+
+log = logging.getLogger("gateway")
+VERSION = "0.1.0"
+DRAIN_S = 20.0
+GAUGE_INTERVAL_S = 5.0
+
+
+def quotas_from(cfg: GatewayConfig) -> Quotas:
+    q = cfg.quota
+    return Quotas(
+        total=Limits(max_records=q.max_records, max_bytes=q.max_bytes),
+        default_source=Limits(
+            max_records=q.per_source_max_records, max_bytes=q.per_source_max_bytes
+        ),
+        retry_after_s=q.retry_after_s,
+    )
+
+
+def _hostport(v: str) -> tuple[str, int]:
+    host, _, port = v.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class Running:
+    node: Node
+    spool: AsyncSpool
+    events: Events
+    registry: CollectorRegistry
+    workers: dict[str, DestinationWorker] = field(default_factory=dict)
+    runners: list[web.AppRunner] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def notify(self, destinations: tuple[str, ...]) -> None:
+        for d in destinations:
+            w = self.workers.get(d)
+            if w is not None:
+                w.records_ready.set()
+
+    async def status(self) -> dict[str, Any]:
+        now = time.time()
+        sources = await self.spool.source_counts()
+        dests = await self.spool.destination_counts(now=now)
+        out: dict[str, Any] = {
+            "node": self.node.name,
+            "sources": {
+                n: {"accepted": 0, "records": 0, "rejected": 0, "quarantined": 0}
+                for n in self.node.sources
+            },
+            "destinations": {},
+        }
+        for n, c in sources.items():
+            out["sources"][n] = {
+                "accepted": c.accepted,
+                "records": c.records,
+                "rejected": c.rejected,
+                "quarantined": c.quarantined,
+            }
+        for n in self.node.destinations:
+            d = dests.get(n) or DestinationCounts()
+            w = self.workers.get(n)
+            out["destinations"][n] = {
+                "queued": d.queued + d.leased + d.sealed,
+                "delivered": d.delivered,
+                "dead": d.dead,
+                "oldest_age_s": d.oldest_age_s,
+                "circuit_open": bool(w and w.breaker.is_open),
+                "last_error": w.last_error if w else None,
+            }
+        if self.node.config.model.hub is not None:
+            h = await self.spool.hub_counts()
+            out["hub"] = {
+                "envelopes": h.envelopes,
+                "records": h.records,
+                "duplicates": h.duplicates,
+            }
+        return out
+
+    async def ready_problems(self) -> list[str]:
+        problems = []
+        try:
+            await self.spool.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            problems.append(f"spool: {type(exc).__name__}")
+        free = shutil.disk_usage(self.node.state_dir).free
+        if free < self.node.config.model.quota.min_free_disk:
+            problems.append(f"disk: {free} bytes free")
+        now = datetime.now(UTC)
+        try:
+            key = self.node.ring.current(now)
+        except Exception:  # noqa: BLE001
+            problems.append("keys: every key has expired")
+        else:
+            days = self.node.config.model.node.key_expiry_warning_days
+            if key.not_after is not None and (key.not_after - now).days < days:
+                problems.append(
+                    f"keys: sealing key {key.id} expires {key.not_after:%Y-%m-%d}"
+                )
+        return problems
+
+    def disk_ok(self) -> bool:
+        return (
+            shutil.disk_usage(self.node.state_dir).free
+            >= self.node.config.model.quota.min_free_disk
+        )
+
+    async def _gauges(self) -> None:
+        depth = self.events.gauge(
+            "gateway_spool_depth", "Undelivered records.", ["destination"]
+        )
+        oldest = self.events.gauge(
+            "gateway_oldest_undelivered_seconds",
+            "Age of the oldest undelivered record.",
+            ["destination"],
+        )
+        dead = self.events.gauge(
+            "gateway_dead_records", "Dead-lettered records.", ["destination"]
+        )
+        while True:
+            try:
+                counts = await self.spool.destination_counts(now=time.time())
+                for n in self.node.destinations:
+                    c = counts.get(n) or DestinationCounts()
+                    depth.labels(n).set(c.queued + c.leased + c.sealed)
+                    oldest.labels(n).set(c.oldest_age_s or 0)
+                    dead.labels(n).set(c.dead)
+            except Exception as exc:  # noqa: BLE001 - a gauge refresh must never kill the node
+                log.warning("Gauge refresh failed.", extra={"detail": str(exc)})
+            await asyncio.sleep(GAUGE_INTERVAL_S)
+
+
+async def _start_site(app: web.Application, where: str) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    host, port = _hostport(where)
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner
+
+
+async def serve(node: Node, stop: asyncio.Event) -> None:
+    """Run the node until ``stop`` is set."""
+    cfg = node.config.model
+    node.state_dir.mkdir(parents=True, exist_ok=True)
+    registry = CollectorRegistry()
+    events = Events(registry, node=node.name, version=VERSION)
+    spool = await AsyncSpool.open(node.spool_path, quotas=quotas_from(cfg))
+    rt = Running(node, spool, events, registry)
+    try:
+        for name, dest in node.destinations.items():
+            fwd = HttpForwarder(dest.cfg, resolve=lambda p: str(node.config.resolve(p)))
+            rt.workers[name] = DestinationWorker(
+                dest, fwd, spool, lambda: node.ring.current(datetime.now(UTC)), events
+            )
+        ingest = web.Application(client_max_size=1024**4)
+        if node.sources:
+            intake = Intake(
+                node.sources,
+                spool,
+                node.catalogue,
+                events,
+                rt.notify,
+                disk_ok=rt.disk_ok,
+            )
+            ingest.add_routes(intake.routes())
+        if cfg.hub is not None:
+            hub = Hub(
+                ring=node.ring,
+                senders=node.senders,
+                sender_names=node.sender_names,
+                spool=spool,
+                catalogue=node.catalogue,
+                events=events,
+                destinations=tuple(cfg.hub.destinations or ()),
+                retention_s=cfg.hub.dedupe_retention_days * 86400,
+                max_envelope_bytes=cfg.hub.max_envelope_bytes,
+                max_plaintext_bytes=cfg.hub.max_plaintext_bytes,
+                sink_dir=node.config.resolve(cfg.hub.sink_dir)
+                if cfg.hub.sink_dir
+                else None,
+                notify=rt.notify,
+            )
+            ingest.add_routes(hub.routes())
+        admin = web.Application()
+        admin.add_routes(
+            admin_routes(registry, rt.status, rt.ready_problems, node.name)
+        )
+        for w in rt.workers.values():
+            w.start()
+        rt.tasks.append(asyncio.create_task(rt._gauges()))
+        if cfg.listen.ingest:
+            rt.runners.append(await _start_site(ingest, cfg.listen.ingest))
+        rt.runners.append(await _start_site(admin, cfg.listen.admin))
+        log.info(
+            "Gateway ready.",
+            extra={
+                "node": node.name,
+                "ingest": cfg.listen.ingest,
+                "admin": cfg.listen.admin,
+                "destinations": len(rt.workers),
+                "sources": len(node.sources),
+            },
+        )
+        await stop.wait()
+        log.info("Stopping: no new input; draining in-flight sends.")
+    finally:
+        # Stop intake first, so nothing new is accepted while we drain.
+        for r in rt.runners:
+            await r.cleanup()
+        await asyncio.gather(
+            *(w.stop(drain_s=DRAIN_S) for w in rt.workers.values()),
+            return_exceptions=True,
+        )
+        for t in rt.tasks:
+            t.cancel()
+        await asyncio.gather(*rt.tasks, return_exceptions=True)
+        await spool.aclose()
+        log.info("Stopped.")
+
+
+def run(node: Node) -> int:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(node, stop)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0

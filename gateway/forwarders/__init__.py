@@ -1,0 +1,1 @@
+"""Output plug-ins: deliver one sealed envelope, return the receiver's receipt."""

@@ -1,0 +1,109 @@
+"""Intake order, written down once: adapt → validate → canonical records.
+
+``adapt_input`` is pure and synchronous (it runs in a worker thread): it
+returns the records to spool and the rejects to keep, or raises
+``InputRejected`` when the input as a whole is unusable. The caller (intake)
+then writes everything in one fsync'd transaction and only then answers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from adapters.base import Adapter, NationalRecord, RawInput, RecordRejected
+from adapters.catalogue import Catalogue
+from crypto import canonical_json, sm3
+from gateway.records import AcceptedRecord, Reject
+
+__all__ = ["Adapted", "adapt_input", "canonical_record", "record_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class Adapted:
+    records: list[AcceptedRecord]
+    rejects: list[Reject]
+    by_dataset: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[str] = field(default_factory=Counter)
+    read: int = 0
+
+
+def canonical_record(dataset: str, fields: dict[str, str] | object) -> bytes:
+    """The bytes that are signed, digested and delivered for one record."""
+    return canonical_json({"dataset": dataset, "fields": fields})
+
+
+def record_key(
+    catalogue: Catalogue, dataset: str, fields: dict[str, str], digest: str
+) -> str:
+    """A record's identity for dedupe and parent-first ordering.
+
+    The data set's key field (e.g. BID_SECTION_CODE for SECTION) when it has
+    one and the record fills it; otherwise the record's own digest.
+    """
+    spec = catalogue.dataset(dataset)
+    key_field = spec.spec.key if spec is not None else None
+    if key_field and fields.get(key_field):
+        return f"{dataset}:{fields[key_field]}"
+    return f"{dataset}:sm3:{digest}"
+
+
+def _reject(r: RecordRejected) -> Reject:
+    return Reject(locator=r.locator, code=r.code, message=r.message)
+
+
+def accept_record(
+    rec: NationalRecord,
+    catalogue: Catalogue,
+    destinations: Sequence[str],
+) -> AcceptedRecord | Reject:
+    """Validate one adapted record; the canonical form is built only if it passes."""
+    fields = {k: v for k, v in rec.fields.items() if v != ""}
+    problems = catalogue.validate(rec.dataset, fields)
+    if problems:
+        first = problems[0]
+        where = rec.locator + (f", field {first.field}" if first.field else "")
+        return Reject(
+            locator=where,
+            code=first.code,
+            message=f"{first.message_en} / {first.message_zh}"
+            + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
+        )
+    canonical = canonical_record(rec.dataset, fields)
+    digest = sm3(canonical).hex()
+    return AcceptedRecord(
+        dataset=rec.dataset,
+        record_key=record_key(catalogue, rec.dataset, fields, digest),
+        canonical=canonical,
+        digest_hex=digest,
+        destinations=tuple(destinations),
+    )
+
+
+def adapt_input(
+    adapter: Adapter,
+    raw: RawInput,
+    catalogue: Catalogue,
+    destinations: Sequence[str],
+) -> Adapted:
+    """Parse and validate a whole input (raises InputRejected if unusable)."""
+    records: list[AcceptedRecord] = []
+    rejects: list[Reject] = []
+    by_dataset: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    read = 0
+    for item in adapter.parse(raw):
+        read += 1
+        if isinstance(item, RecordRejected):
+            rejects.append(_reject(item))
+            by_reason[item.code] += 1
+            continue
+        out = accept_record(item, catalogue, destinations)
+        if isinstance(out, Reject):
+            rejects.append(out)
+            by_reason[out.code] += 1
+        else:
+            records.append(out)
+            by_dataset[out.dataset] += 1
+    return Adapted(records, rejects, by_dataset, by_reason, read)

@@ -1,0 +1,282 @@
+"""Events: one method per thing that happens; each bumps metrics and logs.
+
+The only owner of Prometheus objects (Vector's internal events). Metrics live
+on an injected ``CollectorRegistry``; label values come from bounded
+vocabularies only (source and destination names from the config, data-set
+names from the catalogue, stable error codes), never from messages or ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+__all__ = ["Events"]
+
+log = logging.getLogger("gateway")
+
+_LATENCY = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+)
+
+
+class Events:
+    def __init__(self, registry: CollectorRegistry, *, node: str, version: str) -> None:
+        self.registry = registry
+        r = registry
+        self._build = Info("gateway_build", "Build information.", registry=r)
+        self._build.info({"version": version, "node": node})
+        self.inputs = Counter(
+            "gateway_inputs_total",
+            "Inputs received, by source and outcome.",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.records = Counter(
+            "gateway_records_total",
+            "Records, by source, data set and outcome.",
+            ["source", "dataset", "outcome"],
+            registry=r,
+        )
+        self.rejects = Counter(
+            "gateway_rejects_total",
+            "Rejected records and inputs, by source and reason.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "gateway_auth_failures_total",
+            "Refused credentials, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.ingest_seconds = Histogram(
+            "gateway_ingest_seconds",
+            "Time from request to durable answer, by source.",
+            ["source"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.sealed_records = Counter(
+            "gateway_sealed_records_total",
+            "Records sealed into envelopes.",
+            ["destination"],
+            registry=r,
+        )
+        self.envelopes = Counter(
+            "gateway_envelopes_total",
+            "Envelopes by destination and outcome.",
+            ["destination", "outcome"],
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "gateway_delivery_seconds",
+            "Send time of one envelope until its receipt.",
+            ["destination"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.delivered_records = Counter(
+            "gateway_delivered_records_total",
+            "Records with a verified receipt.",
+            ["destination"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "gateway_retries_total",
+            "Envelopes handed back to the spool to retry.",
+            ["destination", "code"],
+            registry=r,
+        )
+        self.circuit_open = Gauge(
+            "gateway_circuit_open",
+            "1 while a destination's circuit breaker is open.",
+            ["destination"],
+            registry=r,
+        )
+        self.hub_envelopes = Counter(
+            "gateway_hub_envelopes_total",
+            "Envelopes received as a hub, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.hub_records = Counter(
+            "gateway_hub_records_total",
+            "Records received as a hub, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.crypto_seconds = Histogram(
+            "gateway_crypto_seconds",
+            "Time to seal or open an envelope.",
+            ["operation"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+
+    def gauge(self, name: str, doc: str, labels: list[str]) -> Gauge:
+        return Gauge(name, doc, labels, registry=self.registry)
+
+    # -- intake ---------------------------------------------------------------
+
+    def input_accepted(
+        self,
+        source: str,
+        *,
+        records: int,
+        rejected: int,
+        seconds: float,
+        intake_id: str,
+    ) -> None:
+        self.inputs.labels(source, "accepted").inc()
+        self.ingest_seconds.labels(source).observe(seconds)
+        log.info(
+            "Input accepted.",
+            extra={
+                "source": source,
+                "intake_id": intake_id,
+                "records": records,
+                "rejected": rejected,
+            },
+        )
+
+    def input_refused(self, source: str, code: str, *, intake_id: str | None) -> None:
+        self.inputs.labels(source, "refused").inc()
+        self.rejects.labels(source, code).inc()
+        log.warning(
+            "Input refused.",
+            extra={"source": source, "code": code, "intake_id": intake_id},
+        )
+
+    def input_throttled(self, source: str) -> None:
+        self.inputs.labels(source, "throttled").inc()
+        log.warning("Input refused: spool over quota.", extra={"source": source})
+
+    def auth_failed(self, source: str, remote: str) -> None:
+        self.auth_failures.labels(source).inc()
+        log.warning(
+            "Authentication failed.", extra={"source": source, "remote": remote}
+        )
+
+    def record_outcomes(
+        self, source: str, accepted: dict[str, int], rejected: dict[str, int]
+    ) -> None:
+        for dataset, n in accepted.items():
+            self.records.labels(source, dataset, "accepted").inc(n)
+        for code, n in rejected.items():
+            self.records.labels(source, "", "rejected").inc(n)
+            self.rejects.labels(source, code).inc(n)
+
+    # -- delivery -------------------------------------------------------------
+
+    def sealed(
+        self, destination: str, *, records: int, envelope_id: str, seconds: float
+    ) -> None:
+        self.sealed_records.labels(destination).inc(records)
+        self.envelopes.labels(destination, "sealed").inc()
+        self.crypto_seconds.labels("seal").observe(seconds)
+        log.info(
+            "Envelope sealed.",
+            extra={
+                "destination": destination,
+                "envelope_id": envelope_id,
+                "records": records,
+            },
+        )
+
+    def delivered(
+        self, destination: str, *, records: int, envelope_id: str, seconds: float
+    ) -> None:
+        self.envelopes.labels(destination, "delivered").inc()
+        self.delivered_records.labels(destination).inc(records)
+        self.delivery_seconds.labels(destination).observe(seconds)
+        log.info(
+            "Envelope delivered.",
+            extra={"destination": destination, "envelope_id": envelope_id},
+        )
+
+    def send_failed(
+        self,
+        destination: str,
+        *,
+        code: str,
+        envelope_id: str,
+        permanent: bool,
+        detail: str,
+    ) -> None:
+        self.envelopes.labels(destination, "dead" if permanent else "retry").inc()
+        if not permanent:
+            self.retries.labels(destination, code).inc()
+        level = logging.ERROR if permanent else logging.WARNING
+        log.log(
+            level,
+            "Delivery failed.",
+            extra={
+                "destination": destination,
+                "code": code,
+                "envelope_id": envelope_id,
+                "permanent": permanent,
+                "detail": detail,
+            },
+        )
+
+    def circuit(self, destination: str, *, is_open: bool) -> None:
+        self.circuit_open.labels(destination).set(1 if is_open else 0)
+        log.warning(
+            "Circuit %s.",
+            "opened" if is_open else "closed",
+            extra={"destination": destination},
+        )
+
+    # -- hub ------------------------------------------------------------------
+
+    def hub_received(
+        self,
+        outcome: str,
+        *,
+        records: int = 0,
+        duplicates: int = 0,
+        rejected: int = 0,
+        envelope_id: str = "",
+        sender: str = "",
+        detail: str = "",
+    ) -> None:
+        self.hub_envelopes.labels(outcome).inc()
+        if records:
+            self.hub_records.labels("stored").inc(records)
+        if duplicates:
+            self.hub_records.labels("duplicate").inc(duplicates)
+        if rejected:
+            self.hub_records.labels("rejected").inc(rejected)
+        level = logging.INFO if outcome in ("accepted", "repeat") else logging.WARNING
+        log.log(
+            level,
+            "Envelope received.",
+            extra={
+                "outcome": outcome,
+                "envelope_id": envelope_id,
+                "sender": sender,
+                "records": records,
+                "detail": detail,
+            },
+        )
+
+    def timed(self, operation: str) -> Callable[[float], None]:
+        h = self.crypto_seconds.labels(operation)
+        return h.observe
