@@ -169,7 +169,8 @@ class HttpDestination(Strict):
     circuit_open_s: float = Field(default=30.0, gt=0)
 
 
-Destination = Annotated[HttpDestination, Field(discriminator="type")]
+# One transport today; a tagged union on `type` (default "http") when SFTP lands.
+Destination = HttpDestination
 
 
 class Sender(Strict):

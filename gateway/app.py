@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import shutil
 import signal
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from config.models import GatewayConfig
 from gateway.dispatch import DestinationWorker
+from gateway.errors import ConfigError
 from gateway.forwarders.http import HttpForwarder
 from gateway.hub import Hub
 from gateway.intake import Intake
@@ -165,6 +169,19 @@ class Running:
             await asyncio.sleep(GAUGE_INTERVAL_S)
 
 
+def lock_state_dir(state_dir: Path) -> int:
+    """Exclusive lock on the state directory: one process per spool, ever."""
+    fd = os.open(state_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise ConfigError(
+            f"{state_dir}: another process is using this state directory"
+        ) from exc
+    return fd
+
+
 async def _start_site(app: web.Application, where: str) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -177,9 +194,14 @@ async def serve(node: Node, stop: asyncio.Event) -> None:
     """Run the node until ``stop`` is set."""
     cfg = node.config.model
     node.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_state_dir(node.state_dir)
     registry = CollectorRegistry()
     events = Events(registry, node=node.name, version=VERSION)
     spool = await AsyncSpool.open(node.spool_path, quotas=quotas_from(cfg))
+    # We hold the lock: no lease from an earlier process can still be in use.
+    recovered = await spool.recover_leases(now=time.time())
+    if recovered:
+        log.info("Leases of a previous run released.", extra={"count": recovered})
     rt = Running(node, spool, events, registry)
     try:
         for name, dest in node.destinations.items():
@@ -250,6 +272,7 @@ async def serve(node: Node, stop: asyncio.Event) -> None:
             t.cancel()
         await asyncio.gather(*rt.tasks, return_exceptions=True)
         await spool.aclose()
+        os.close(lock)
         log.info("Stopped.")
 
 

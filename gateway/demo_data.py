@@ -58,7 +58,7 @@ def _deal_code(uscc: str, day: str, n: int) -> str:
 
 
 def demo_records(
-    count: int = 3, *, seed: int = 2026, pad: int = 0
+    count: int = 3, *, seed: int = 2026, pad: int = 0, start: int = 0
 ) -> Iterator[dict[str, object]]:
     """``count`` projects, each with a tender project and two sections.
 
@@ -66,7 +66,7 @@ def demo_records(
     records of a given size for load tests.
     """
     rng = random.Random(seed)  # noqa: S311 - fictitious demo data, not secrets
-    for i in range(count):
+    for i in range(start, start + count):
         region = _REGIONS[i % len(_REGIONS)]
         owner = make_uscc(rng, region)
         agency = make_uscc(rng, region)
@@ -132,8 +132,10 @@ def demo_records(
             }
 
 
-def demo_jsonl(count: int = 3, *, seed: int = 2026, pad: int = 0) -> bytes:
+def demo_jsonl(
+    count: int = 3, *, seed: int = 2026, pad: int = 0, start: int = 0
+) -> bytes:
     return b"".join(
         json.dumps(r, ensure_ascii=False).encode() + b"\n"
-        for r in demo_records(count, seed=seed, pad=pad)
+        for r in demo_records(count, seed=seed, pad=pad, start=start)
     )

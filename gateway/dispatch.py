@@ -267,7 +267,7 @@ class DestinationWorker:
                 if not leased:
                     break
                 for env in leased:
-                    task = asyncio.create_task(self._deliver(env))
+                    task = asyncio.create_task(self._deliver_guarded(env))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
                 if self.breaker.is_open:
@@ -280,6 +280,26 @@ class DestinationWorker:
         if hint is not None:
             wait = max(wait, min(hint, r.backoff_max_s * 4))
         return float(wait)
+
+    async def _deliver_guarded(self, env: LeasedEnvelope) -> None:
+        """A bug in one delivery must not stall the destination: log it, retry later."""
+        try:
+            await self._deliver(env)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception(
+                "Delivery crashed; the envelope is retried later.",
+                extra={"destination": self.name, "envelope_id": env.envelope_id},
+            )
+            self.last_error = f"E_INTERNAL: {type(exc).__name__}"
+            with contextlib.suppress(SpoolError):
+                await self.spool.release_envelopes(
+                    [env.envelope_id],
+                    delay_s=self._backoff(env.attempts, None),
+                    now=self._clock(),
+                    error=f"E_INTERNAL: {type(exc).__name__}",
+                )
 
     async def _deliver(self, env: LeasedEnvelope) -> None:
         cfg = self.dest.cfg

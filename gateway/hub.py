@@ -28,6 +28,7 @@ import crypto
 from adapters.base import NationalRecord
 from adapters.catalogue import Catalogue
 from crypto.envelope import parse as parse_envelope
+from gateway.bodies import TooLarge, read_limited
 from gateway.errors import EnvelopeInvalid, QuotaExceeded, SpoolError
 from gateway.intake import error_response
 from gateway.pipeline import accept_record
@@ -86,8 +87,9 @@ class Hub:
         limit = self.max_envelope_bytes
         if request.content_length is not None and request.content_length > limit:
             return self._refuse(413, "E_TOO_LARGE", f"{request.content_length} bytes")
-        data = await request.content.read(limit + 1)
-        if len(data) > limit:
+        try:
+            data = await read_limited(request.content, limit)
+        except TooLarge:
             return self._refuse(413, "E_TOO_LARGE", f"over {limit} bytes")
         digest = (await asyncio.to_thread(crypto.sm3, data)).hex()
         try:

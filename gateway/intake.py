@@ -20,6 +20,7 @@ from adapters.base import RawInput
 from adapters.catalogue import Catalogue
 from adapters.readers import InputRejected
 from crypto import sm3
+from gateway.bodies import TooLarge, read_limited
 from gateway.errors import QuotaExceeded, SpoolError
 from gateway.node import Source
 from gateway.pipeline import adapt_input
@@ -130,22 +131,28 @@ class Intake:
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 200 and key.isprintable()):
             return error_response(400, "E_IDEMPOTENCY_KEY")
+        limit = src.cfg.max_bytes
+        if request.content_length is not None and request.content_length > limit:
+            self.events.input_refused(name, "E_TOO_LARGE", intake_id=None)
+            return error_response(413, "E_TOO_LARGE")
+        try:
+            data = await read_limited(request.content, limit)
+        except TooLarge:
+            self.events.input_refused(name, "E_TOO_LARGE", intake_id=None)
+            return error_response(413, "E_TOO_LARGE")
+        digest = sm3(data).hex()
         if key is not None:
             prior = await self.spool.lookup_idempotent(name, key)
             if prior is not None:
+                if prior.digest_hex != digest:
+                    return error_response(
+                        422, "E_IDEMPOTENCY_CONFLICT", intake_id=prior.intake_id
+                    )
                 return web.Response(
                     status=prior.status,
                     body=prior.body,
                     content_type="application/json",
                 )
-        limit = src.cfg.max_bytes
-        if request.content_length is not None and request.content_length > limit:
-            self.events.input_refused(name, "E_TOO_LARGE", intake_id=None)
-            return error_response(413, "E_TOO_LARGE")
-        data = await request.content.read(limit + 1)
-        if len(data) > limit:
-            self.events.input_refused(name, "E_TOO_LARGE", intake_id=None)
-            return error_response(413, "E_TOO_LARGE")
         media, charset = _media_type(request.headers.get("Content-Type", ""))
         prov = Provenance(
             source=name,
@@ -153,7 +160,7 @@ class Intake:
             token_id=token_id,
             received_at=self.clock(),
             content_type=request.headers.get("Content-Type", ""),
-            digest_hex=sm3(data).hex(),
+            digest_hex=digest,
             idempotency_key=key,
         )
         if media not in src.cfg.content_types:

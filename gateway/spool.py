@@ -1414,6 +1414,27 @@ class Spool(SqliteStore):
 
         return self._write("dead_letter_envelopes", run)
 
+    def recover_leases(self, *, now: float) -> int:
+        """At start-up: every lease left by a previous process is void at once.
+
+        Only one process uses a spool (the node holds an exclusive lock on its
+        state directory), so nothing leased before this start can still be in
+        use; waiting for the lease to expire would only delay delivery.
+        """
+
+        def run() -> int:
+            n = self._conn.execute(
+                "UPDATE items SET ready_at = ? WHERE state = 'leased' AND ready_at > ?",
+                (now, now),
+            ).rowcount
+            n += self._conn.execute(
+                "UPDATE envelopes SET ready_at = ? WHERE state = 'leased' AND ready_at > ?",
+                (now, now),
+            ).rowcount
+            return int(n)
+
+        return self._write("recover_leases", run)
+
     def requeue_envelope(self, envelope_id: str, *, now: float, reason: str) -> int:
         """Give up an unsent envelope (e.g. older than the hub's dedupe window) and put
         its records back in the queue, first in line, to be sealed again. Returns the
@@ -2306,6 +2327,9 @@ class AsyncSpool(AsyncStore[Spool]):
                 self._store.dead_letter_envelopes, envelope_ids, reason=reason, now=now
             )
         )
+
+    async def recover_leases(self, *, now: float) -> int:
+        return await self._write(partial(self._store.recover_leases, now=now))
 
     async def requeue_envelope(
         self, envelope_id: str, *, now: float, reason: str

@@ -9,9 +9,10 @@ with jitter) absorb blips; longer waits go back to the spool.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -24,6 +25,7 @@ from tenacity import (
 )
 
 from config.models import HttpDestination
+from gateway.bodies import TooLarge, read_limited
 from gateway.errors import (
     DeliveryTimeout,
     PermanentDeliveryError,
@@ -100,7 +102,7 @@ class HttpForwarder:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(retry.quick_attempts),
             wait=wait_exponential_jitter(
-                initial=retry.initial_s, max=retry.max_quick_s
+                multiplier=retry.initial_s, max=retry.max_quick_s
             ),
             retry=retry_if_exception_type(TransientDeliveryError),
             reraise=True,
@@ -117,9 +119,14 @@ class HttpForwarder:
         }
         try:
             async with self._client().post(
-                self._cfg.url, data=envelope, headers=headers
+                self._cfg.url, data=io.BytesIO(envelope), headers=headers
             ) as resp:
-                body = await resp.content.read(MAX_RECEIPT_BYTES + 1)
+                try:
+                    body = await read_limited(resp.content, MAX_RECEIPT_BYTES)
+                except TooLarge as exc:
+                    raise TransientDeliveryError(
+                        f"{self.name}: answer too large", code="E_RECEIPT"
+                    ) from exc
                 return self._classify(resp.status, resp.headers, body)
         except TimeoutError as exc:
             raise DeliveryTimeout(f"{self.name}: {self._cfg.url} timed out") from exc
@@ -129,16 +136,10 @@ class HttpForwarder:
                 code="E_CONNECT",
             ) from exc
 
-    def _classify(self, status: int, headers: object, body: bytes) -> bytes:
+    def _classify(self, status: int, headers: Mapping[str, str], body: bytes) -> bytes:
         url = self._cfg.url
-        retry_after = retry_after_seconds(
-            headers.get("Retry-After") if hasattr(headers, "get") else None
-        )
+        retry_after = retry_after_seconds(headers.get("Retry-After"))
         if status == 200:
-            if len(body) > MAX_RECEIPT_BYTES:
-                raise TransientDeliveryError(
-                    f"{self.name}: receipt too large", code="E_RECEIPT"
-                )
             return body
         code = _error_code(body)
         if status in _TRANSIENT_STATUS:
