@@ -95,6 +95,32 @@ class Listen(Strict):
         return v
 
 
+class ErrorBudget(Strict):
+    """Hold a whole input in quarantine when too many of its records fail."""
+
+    max_rejected: int | None = Field(
+        default=None,
+        ge=0,
+        description="more rejected records than this holds the input",
+    )
+    max_ratio: float | None = Field(
+        default=0.5, ge=0, le=1, description="a larger rejected share holds the input"
+    )
+    min_records: int = Field(
+        default=20, ge=0, description="inputs with fewer records only obey max_rejected"
+    )
+
+    def exceeded(self, read: int, rejected: int) -> bool:
+        if self.max_rejected is not None and rejected > self.max_rejected:
+            return True
+        return (
+            self.max_ratio is not None
+            and read >= self.min_records
+            and read > 0
+            and rejected / read > self.max_ratio
+        )
+
+
 class SourceConfig(Strict):
     name: str = Field(pattern=NAME)
     adapter: str = Field(
@@ -116,6 +142,7 @@ class SourceConfig(Strict):
     destinations: list[str] | None = Field(
         default=None, description="where this source's records go (default: all)"
     )
+    error_budget: ErrorBudget = ErrorBudget()
 
 
 class Batch(Strict):

@@ -181,6 +181,20 @@ class Intake:
             return await self._quarantine(
                 prov, data, exc.code, 422, f"{exc.message_en} / {exc.message_zh}"
             )
+        budget = src.cfg.error_budget
+        if adapted.rejects and budget.exceeded(adapted.read, len(adapted.rejects)):
+            # Better hold the whole input than forward a part the sender must redo.
+            self.events.error_budget_exceeded(name)
+            return await self._quarantine(
+                prov,
+                data,
+                "E_ERROR_BUDGET",
+                422,
+                f"{len(adapted.rejects)} of {adapted.read} records rejected: over the "
+                f"source's error budget; nothing forwarded / {adapted.read} 条记录中 "
+                f"{len(adapted.rejects)} 条被拒收，超过该数据源的错误上限，整批暂存隔离区",
+                rejects=adapted.rejects,
+            )
         if not self.disk_ok():
             # Refuse well before the disk is full: nothing is dropped silently.
             self.events.input_throttled(name)
@@ -221,7 +235,13 @@ class Intake:
         )
 
     async def _quarantine(
-        self, prov: Provenance, data: bytes, code: str, status: int, message: str
+        self,
+        prov: Provenance,
+        data: bytes,
+        code: str,
+        status: int,
+        message: str,
+        rejects: list[Reject] | None = None,
     ) -> web.Response:
         try:
             answer = await self.spool.put_quarantine(
@@ -229,7 +249,8 @@ class Intake:
                 data,
                 reason_code=code,
                 message=message,
-                rejects=[Reject(locator="input", code=code, message=message)],
+                rejects=rejects
+                or [Reject(locator="input", code=code, message=message)],
                 answer_status=status,
                 now=prov.received_at,
                 answer=json.dumps(

@@ -60,6 +60,12 @@ class Events:
             ["source", "reason"],
             registry=r,
         )
+        self.held_inputs = Counter(
+            "gateway_inputs_held_total",
+            "Inputs held whole in quarantine because too many records failed.",
+            ["source"],
+            registry=r,
+        )
         self.auth_failures = Counter(
             "gateway_auth_failures_total",
             "Refused credentials, by source.",
@@ -163,6 +169,10 @@ class Events:
             "Input refused.",
             extra={"source": source, "code": code, "intake_id": intake_id},
         )
+
+    def error_budget_exceeded(self, source: str) -> None:
+        self.held_inputs.labels(source).inc()
+        log.warning("Input held: error budget exceeded.", extra={"source": source})
 
     def input_throttled(self, source: str) -> None:
         self.inputs.labels(source, "throttled").inc()

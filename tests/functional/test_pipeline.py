@@ -282,3 +282,23 @@ async def test_metrics_and_health(site: Site) -> None:
             in text
         )
         assert 'gateway_delivered_records_total{destination="hub"} 4.0' in text
+
+
+async def test_error_budget_holds_the_whole_input(site: Site) -> None:
+    async with running(site.hub_config(), site.gateway_config()):
+        bad = b'{"dataset": "SECTION", "fields": {"BID_SECTION_CODE": "x"}}\n' * 15
+        c, a, _ = await post(site.url("gw") + "/v1/ingest/src", bad + demo_jsonl(3),
+                             auth(site))
+        assert c == 422
+        assert a["error"]["code"] == "E_ERROR_BUDGET"
+        assert "15 of 27" in a["error"]["message"]
+        _, st = await get_json(site.admin("gw") + "/api/status")
+        assert st["sources"]["src"]["records"] == 0
+        assert st["sources"]["src"]["quarantined"] == 1
+        async with aiohttp.ClientSession() as s, s.get(site.admin("gw") + "/metrics") as r:
+            assert 'gateway_inputs_held_total{source="src"} 1.0' in await r.text()
+    with Spool(site.root / "gw" / "spool.db", readonly=True) as sp:
+        kept = sp.get_input(a["intake_id"])
+        assert kept is not None
+        assert len(kept.rejects) == 15
+        assert kept.raw.startswith(bad)

@@ -1,0 +1,235 @@
+"""Pipeline benchmark: HTTP ingest → durable spool → sealed → hub receipt, real processes.
+
+Usage: ``python bench/pipeline_bench.py [--records 60000] [--batch 200] [--clients 8]``
+
+Measures, on this machine, with a gateway and a hub as separate processes:
+  1. ingest → sealed-and-spooled throughput (no hub running, so nothing is sent);
+  2. end-to-end throughput to the hub with every receipt verified;
+  3. ingest-to-durable latency p50/p99 at a fixed 1,000 records/s;
+  4. peak RSS (VmHWM) of the gateway and the hub.
+Reference, in the same run: a bare aiohttp server that writes each request body
+to a file and fsyncs it before answering (the least any durable HTTP intake must
+do), driven by the same client: ratio = ours / bare.
+The load client runs on the same 2 cores as both nodes: the numbers include it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.demo_data import demo_jsonl  # noqa: E402
+from tests.harness import Proc, Site, free_port  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+def bodies(records: int, batch: int, pad: int) -> list[bytes]:
+    per = 4  # demo_records yields 4 records per project
+    out = []
+    for start in range(0, records // per, batch // per):
+        out.append(demo_jsonl(batch // per, start=start, seed=start, pad=pad))
+    return out
+
+
+async def blast(url: str, token: str, payloads: list[bytes], clients: int) -> float:
+    """Send every payload with ``clients`` concurrent connections; seconds taken."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for p in payloads:
+        queue.put_nowait(p)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            while True:
+                async with session.post(url, data=io.BytesIO(body), headers=headers) as r:
+                    await r.read()
+                    if r.status == 202:
+                        break
+                    await asyncio.sleep(0.05)  # 503 quota: honour and retry
+
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as s:
+        await asyncio.gather(*(worker(s) for _ in range(clients)))
+    return time.perf_counter() - started
+
+
+async def fixed_rate(url: str, token: str, payloads: list[bytes], per_second: float) -> list[float]:
+    """Send payloads at a fixed rate; return each request's latency in seconds."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    lat: list[float] = []
+
+    async def one(session: aiohttp.ClientSession, body: bytes) -> None:
+        t0 = time.perf_counter()
+        async with session.post(url, data=io.BytesIO(body), headers=headers) as r:
+            await r.read()
+            assert r.status == 202, r.status
+        lat.append(time.perf_counter() - t0)
+
+    async with aiohttp.ClientSession() as s:
+        tasks = []
+        t0 = time.perf_counter()
+        for i, body in enumerate(payloads):
+            delay = t0 + i / per_second - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(s, body)))
+        await asyncio.gather(*tasks)
+    return lat
+
+
+def status(p: Proc) -> dict:
+    return p.status()
+
+
+def wait(pred, seconds: float = 600) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        if pred():
+            return time.perf_counter() - t0
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+def vm_hwm_kib(p: Proc) -> int:
+    assert p.p is not None
+    for line in Path(f"/proc/{p.p.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def bare_reference(payloads: list[bytes], clients: int, workdir: Path) -> float:
+    """A bare durable intake: write + fsync each body, then 202."""
+    n = 0
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal n
+        body = await request.read()
+        n += 1
+        path = workdir / f"in-{n}"
+
+        def write() -> None:
+            with path.open("wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+
+        await asyncio.to_thread(write)
+        return web.json_response({"ok": True}, status=202)
+
+    app = web.Application(client_max_size=64 * MiB)
+    app.router.add_post("/in", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        return await blast(f"http://127.0.0.1:{port}/in", "x", payloads, clients)
+    finally:
+        await runner.cleanup()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--records", type=int, default=60_000)
+    ap.add_argument("--batch", type=int, default=200, help="records per HTTP request")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--pad", type=int, default=450, help="padding to make ~2 KB records")
+    args = ap.parse_args()
+
+    payloads = bodies(args.records, args.batch, args.pad)
+    n_records = sum(b.count(b"\n") for b in payloads)
+    n_bytes = sum(len(b) for b in payloads)
+    print(f"# pipeline_bench  {time.strftime('%Y-%m-%d %H:%M')}  cores: {os.cpu_count()}")
+    print(f"load: {n_records} records in {len(payloads)} requests, "
+          f"{n_bytes / n_records:.0f} B/record avg, {n_bytes / MiB:.1f} MiB, "
+          f"{args.clients} concurrent clients")
+
+    with tempfile.TemporaryDirectory(prefix="gwbench-") as d:
+        root = Path(d)
+        (root / "bare").mkdir()
+        ref_s = asyncio.run(bare_reference(payloads, args.clients, root / "bare"))
+        site = Site(root / "site")
+        site.root.mkdir()
+        hub = Proc(site.hub_config(), site.admin("hub"), site.root / "hub.log")
+        gw_cfg = site.gateway_config()
+        text = gw_cfg.read_text().replace(
+            "    batch: {max_records: 200, linger_s: 0.05}",
+            "    batch: {max_records: 2000, max_bytes: 8MiB, linger_s: 0.2}")
+        text = text.replace("quota:\n", "quota:\n  max_records: 50000000\n  "
+                            "per_source_max_records: 50000000\n  max_bytes: 100GiB\n  "
+                            "per_source_max_bytes: 100GiB\n")
+        gw_cfg.write_text(text)
+        gw = Proc(gw_cfg, site.admin("gw"), site.root / "gw.log")
+        url = site.url("gw") + "/v1/ingest/src"
+
+        # 1. ingest -> sealed and spooled (no hub: nothing leaves).
+        gw.start()
+        t_ingest = asyncio.run(blast(url, site.token, payloads, args.clients))
+        t_sealed = t_ingest + wait(lambda: status(gw)["destinations"]["hub"]["queued"]
+                                   == n_records and _all_sealed(site))
+        # 2. end to end: start the hub; the backlog drains with receipts verified.
+        hub.start()
+        t_drain = wait(lambda: status(gw)["destinations"]["hub"]["delivered"] == n_records)
+        rss_gw, rss_hub = vm_hwm_kib(gw), vm_hwm_kib(hub)
+        # 3. live end to end: a second load with the hub up, timed to the last receipt.
+        payloads2 = bodies(args.records, args.batch, args.pad)
+        payloads2 = [p.replace(b"E32", b"F32") for p in payloads2]  # new record keys
+        t0 = time.perf_counter()
+        asyncio.run(blast(url, site.token, payloads2, args.clients))
+        wait(lambda: status(gw)["destinations"]["hub"]["delivered"] == 2 * n_records)
+        t_e2e = time.perf_counter() - t0
+        # 4. latency at a fixed 1,000 records/s (10-record requests, 100 per second).
+        small = bodies(10_000, 12, 0)
+        small = [p.replace(b"E32", b"G32") for p in small][:1000]
+        per_req = small[0].count(b"\n")
+        lat = asyncio.run(fixed_rate(url, site.token, small, 1000 / per_req))
+        rss_gw, rss_hub = max(rss_gw, vm_hwm_kib(gw)), max(rss_hub, vm_hwm_kib(hub))
+        gw.stop()
+        hub.stop()
+
+    mib = n_bytes / MiB
+    q = statistics.quantiles(lat, n=100)
+    print()
+    print("| measure | value | reference (bare write+fsync server) | ratio |")
+    print("|---|---:|---:|---:|")
+    print(f"| ingest → durable 202 (HTTP) | {n_records / t_ingest:,.0f} rec/s, "
+          f"{mib / t_ingest:.1f} MiB/s | {n_records / ref_s:,.0f} rec/s, {mib / ref_s:.1f} MiB/s "
+          f"| {ref_s / t_ingest:.2f} |")
+    print(f"| ingest → sealed and spooled | {n_records / t_sealed:,.0f} rec/s, "
+          f"{mib / t_sealed:.1f} MiB/s | | |")
+    print(f"| backlog drain to hub, receipts verified | {n_records / t_drain:,.0f} rec/s, "
+          f"{mib / t_drain:.1f} MiB/s | | |")
+    print(f"| end to end, live (ingest → hub receipt) | {n_records / t_e2e:,.0f} rec/s, "
+          f"{mib / t_e2e:.1f} MiB/s | | |")
+    print(f"| ingest latency at 1,000 rec/s ({per_req} rec/request) | p50 "
+          f"{q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms | | |")
+    print(f"| peak RSS | gateway {rss_gw / 1024:.0f} MiB, hub {rss_hub / 1024:.0f} MiB | | |")
+    return 0
+
+
+def _all_sealed(site: Site) -> bool:
+    from gateway.spool import Spool
+
+    with Spool(site.root / "gw" / "spool.db", readonly=True) as sp:
+        d = sp.destination_counts(now=time.time()).get("hub")
+        return d is not None and d.queued == 0 and d.leased == 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
