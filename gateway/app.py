@@ -25,13 +25,15 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from config.loader import ConfigProblems, load
 from config.models import GatewayConfig
+from gateway import lifecycle
 from gateway.dispatch import DestinationWorker
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 from gateway.forwarders.http import HttpForwarder
 from gateway.hub import Hub
 from gateway.intake import Intake
-from gateway.node import Node
+from gateway.node import Destination, Node, build_node
 from gateway.records import DestinationCounts
 from gateway.spool import AsyncSpool, Limits, Quotas
 from monitoring.events import Events
@@ -68,6 +70,8 @@ class Running:
     events: Events
     registry: CollectorRegistry
     workers: dict[str, DestinationWorker] = field(default_factory=dict)
+    intake: Intake = field(init=False)
+    hub: Hub | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -190,8 +194,73 @@ async def _start_site(app: web.Application, where: str) -> web.AppRunner:
     return runner
 
 
-async def serve(node: Node, stop: asyncio.Event) -> None:
-    """Run the node until ``stop`` is set."""
+def _worker(rt: Running, dest: Destination) -> DestinationWorker:
+    fwd = HttpForwarder(dest.cfg, resolve=lambda p: str(rt.node.config.resolve(p)))
+    # The sealing key is looked up per batch, so a reload's key rotation applies.
+    return DestinationWorker(
+        dest, fwd, rt.spool, lambda: rt.node.ring.current(datetime.now(UTC)), rt.events
+    )
+
+
+async def reload(rt: Running) -> bool:
+    """SIGHUP: re-read the config; apply sources, keys, peers and destinations.
+
+    Queued data is untouched: it lives in the spool, keyed by destination name.
+    A destination whose settings changed is drained and restarted; a removed
+    one keeps its queue in the spool until it is configured again. Listener
+    addresses and turning hub mode on or off need a restart.
+    """
+    path = rt.node.config.path
+    try:
+        new = build_node(load(path))
+    except (ConfigProblems, GatewayError) as exc:
+        log.error(
+            "Reload refused; the running configuration stays.",
+            extra={"detail": str(exc)},
+        )
+        return False
+    old_cfg, new_cfg = rt.node.config.model, new.config.model
+    if old_cfg.listen != new_cfg.listen or (old_cfg.hub is None) != (
+        new_cfg.hub is None
+    ):
+        log.warning("Listener or hub-mode changes take effect at the next restart.")
+    old = rt.node
+    rt.node = new
+    rt.intake.sources.clear()
+    rt.intake.sources.update(new.sources)
+    rt.spool.set_quotas(quotas_from(new_cfg))
+    if rt.hub is not None and new_cfg.hub is not None:
+        rt.hub.ring = new.ring
+        rt.hub.senders = new.senders
+        rt.hub.sender_names = new.sender_names
+        rt.hub.destinations = tuple(new_cfg.hub.destinations or ())
+        rt.hub.retention_s = new_cfg.hub.dedupe_retention_days * 86400
+        rt.hub.max_envelope_bytes = new_cfg.hub.max_envelope_bytes
+        rt.hub.max_plaintext_bytes = new_cfg.hub.max_plaintext_bytes
+    for name in list(rt.workers):
+        dest = new.destinations.get(name)
+        if (
+            dest is None
+            or dest.cfg != old.destinations[name].cfg
+            or dest.recipients != old.destinations[name].recipients
+        ):
+            await rt.workers.pop(name).stop(drain_s=DRAIN_S)
+    for name, dest in new.destinations.items():
+        if name not in rt.workers:
+            w = _worker(rt, dest)
+            rt.workers[name] = w
+            w.start()
+    log.info(
+        "Configuration reloaded.",
+        extra={"sources": len(new.sources), "destinations": len(new.destinations)},
+    )
+    return True
+
+
+async def serve(
+    node: Node, stop: asyncio.Event, reload_requested: asyncio.Event | None = None
+) -> None:
+    """Run the node until ``stop`` is set; reload when ``reload_requested`` is."""
     cfg = node.config.model
     node.state_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_state_dir(node.state_dir)
@@ -204,24 +273,20 @@ async def serve(node: Node, stop: asyncio.Event) -> None:
         log.info("Leases of a previous run released.", extra={"count": recovered})
     rt = Running(node, spool, events, registry)
     try:
-        for name, dest in node.destinations.items():
-            fwd = HttpForwarder(dest.cfg, resolve=lambda p: str(node.config.resolve(p)))
-            rt.workers[name] = DestinationWorker(
-                dest, fwd, spool, lambda: node.ring.current(datetime.now(UTC)), events
-            )
+        for dest in node.destinations.values():
+            rt.workers[dest.cfg.name] = _worker(rt, dest)
         ingest = web.Application(client_max_size=1024**4)
-        if node.sources:
-            intake = Intake(
-                node.sources,
-                spool,
-                node.catalogue,
-                events,
-                rt.notify,
-                disk_ok=rt.disk_ok,
-            )
-            ingest.add_routes(intake.routes())
+        rt.intake = Intake(
+            dict(node.sources),
+            spool,
+            node.catalogue,
+            events,
+            rt.notify,
+            disk_ok=rt.disk_ok,
+        )
+        ingest.add_routes(rt.intake.routes())
         if cfg.hub is not None:
-            hub = Hub(
+            rt.hub = Hub(
                 ring=node.ring,
                 senders=node.senders,
                 sender_names=node.sender_names,
@@ -237,7 +302,7 @@ async def serve(node: Node, stop: asyncio.Event) -> None:
                 else None,
                 notify=rt.notify,
             )
-            ingest.add_routes(hub.routes())
+            ingest.add_routes(rt.hub.routes())
         admin = web.Application()
         admin.add_routes(
             admin_routes(registry, rt.status, rt.ready_problems, node.name)
@@ -248,6 +313,8 @@ async def serve(node: Node, stop: asyncio.Event) -> None:
         if cfg.listen.ingest:
             rt.runners.append(await _start_site(ingest, cfg.listen.ingest))
         rt.runners.append(await _start_site(admin, cfg.listen.admin))
+        rt.tasks.append(lifecycle.watchdog_task())
+        lifecycle.ready()
         log.info(
             "Gateway ready.",
             extra={
@@ -258,7 +325,23 @@ async def serve(node: Node, stop: asyncio.Event) -> None:
                 "sources": len(node.sources),
             },
         )
-        await stop.wait()
+        while not stop.is_set():
+            waits = [asyncio.create_task(stop.wait())]
+            if reload_requested is not None:
+                waits.append(asyncio.create_task(reload_requested.wait()))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+            if (
+                reload_requested is not None
+                and reload_requested.is_set()
+                and not stop.is_set()
+            ):
+                reload_requested.clear()
+                lifecycle.reloading()
+                await reload(rt)
+                lifecycle.ready()
+        lifecycle.stopping()
         log.info("Stopping: no new input; draining in-flight sends.")
     finally:
         # Stop intake first, so nothing new is accepted while we drain.
@@ -279,10 +362,12 @@ async def serve(node: Node, stop: asyncio.Event) -> None:
 def run(node: Node) -> int:
     async def main() -> None:
         stop = asyncio.Event()
+        reload_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(node, stop)
+        loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+        await serve(node, stop, reload_requested)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

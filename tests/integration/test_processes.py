@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
 import sqlite3
 import threading
@@ -25,19 +26,34 @@ from tests.harness import Proc, Site, http
 CYCLES = int(os.environ.get("GATEWAY_KILL_CYCLES", "20"))
 
 
-def procs(site: Site, *, gw_dests: dict[str, str] | None = None,
-          gw_kwargs: dict[str, str] | None = None) -> tuple[Proc, Proc]:
+def procs(
+    site: Site,
+    *,
+    gw_dests: dict[str, str] | None = None,
+    gw_kwargs: dict[str, str] | None = None,
+) -> tuple[Proc, Proc]:
     hub = Proc(site.hub_config(), site.admin("hub"), site.root / "hub.log")
-    gw = Proc(site.gateway_config(destinations=gw_dests, **(gw_kwargs or {})),
-              site.admin("gw"), site.root / "gw.log")
+    gw = Proc(
+        site.gateway_config(destinations=gw_dests, **(gw_kwargs or {})),
+        site.admin("gw"),
+        site.root / "gw.log",
+    )
     return hub, gw
 
 
 def push(site: Site, body: bytes, key: str) -> int:
     try:
-        code, _ = http("POST", site.url("gw") + "/v1/ingest/src", body, {
-            "Authorization": f"Bearer {site.token}",
-            "Content-Type": "application/x-ndjson", "Idempotency-Key": key}, timeout=10)
+        code, _ = http(
+            "POST",
+            site.url("gw") + "/v1/ingest/src",
+            body,
+            {
+                "Authorization": f"Bearer {site.token}",
+                "Content-Type": "application/x-ndjson",
+                "Idempotency-Key": key,
+            },
+            timeout=10,
+        )
     except OSError:
         return 0
     return code
@@ -72,7 +88,9 @@ def integrity(path: Path) -> str:
 
 
 def expected_records(bodies: list[bytes]) -> list[bytes]:
-    return sorted(canonical_json(json.loads(line)) for b in bodies for line in b.splitlines())
+    return sorted(
+        canonical_json(json.loads(line)) for b in bodies for line in b.splitlines()
+    )
 
 
 class Loader(threading.Thread):
@@ -115,8 +133,11 @@ def test_conservation_under_kill_9(tmp_path: Path) -> None:
         loader.stop_after_current.set()
         loader.join(timeout=60)
         assert not loader.is_alive()
-        wait_for(lambda: gw.status()["destinations"]["hub"]["queued"] == 0, 120,
-                 "gateway queue drained")
+        wait_for(
+            lambda: gw.status()["destinations"]["hub"]["queued"] == 0,
+            120,
+            "gateway queue drained",
+        )
     finally:
         loader.stop_after_current.set()
         assert gw.stop() == 0
@@ -149,8 +170,11 @@ def test_hub_down_for_a_while_then_drains(tmp_path: Path) -> None:
         st = gw.status()["destinations"]["hub"]
         assert (st["queued"], st["delivered"]) == (40, 0)
         hub.start()
-        wait_for(lambda: gw.status()["destinations"]["hub"]["delivered"] == 40, 60,
-                 "backlog delivered")
+        wait_for(
+            lambda: gw.status()["destinations"]["hub"]["delivered"] == 40,
+            60,
+            "backlog delivered",
+        )
     finally:
         gw.stop()
         hub.stop()
@@ -197,15 +221,21 @@ def test_black_holed_destination_does_not_delay_another(tmp_path: Path) -> None:
         bodies = [demo_jsonl(2, start=i * 2, seed=i) for i in range(10)]
         for i, b in enumerate(bodies):
             assert push(site, b, f"k{i}") == 202
-        wait_for(lambda: gw.status()["destinations"]["hub"]["delivered"] == 80, 45,
-                 "delivery to the healthy hub")
+        wait_for(
+            lambda: gw.status()["destinations"]["hub"]["delivered"] == 80,
+            45,
+            "delivery to the healthy hub",
+        )
         void = gw.status()["destinations"]["void"]
         _, metrics = http("GET", site.admin("gw") + "/metrics")
         # The healthy hub got everything while the first send to the black hole
         # was still hanging (no attempt has even timed out yet).
         assert void["delivered"] == 0
         assert void["queued"] == 80
-        assert b'gateway_envelopes_total{destination="void",outcome="retry"}' not in metrics
+        assert (
+            b'gateway_envelopes_total{destination="void",outcome="retry"}'
+            not in metrics
+        )
         assert len(hole.held) >= 1
     finally:
         gw.stop(timeout=90)
@@ -231,3 +261,41 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
     assert sorted(hub_records(site)) == expected_records(bodies)
     text = (site.root / "gw.log").read_text()
     assert "Traceback" not in text
+
+
+def test_sighup_reload_applies_changes_without_loss(tmp_path: Path) -> None:
+    """Reload adds a destination and refuses a broken config, losing nothing queued."""
+    site = Site(tmp_path)
+    hub = Proc(site.hub_config(), site.admin("hub"), site.root / "hub.log")
+    hub2 = Proc(site.hub_config("hub2"), site.admin("hub2"), site.root / "hub2.log")
+    gw = Proc(site.gateway_config(), site.admin("gw"), site.root / "gw.log")
+    gw.start()
+    try:
+        first = demo_jsonl(2, start=0, seed=1)
+        assert push(site, first, "a") == 202  # hub down: queued
+        good = gw.config.read_text()
+        gw.config.write_text(
+            good.replace("destinations:\n", "destinations:\n  - nonsense\n")
+        )
+        assert gw.p is not None
+        gw.p.send_signal(signal.SIGHUP)
+        wait_for(lambda: "Reload refused" in (site.root / "gw.log").read_text(), 10)
+        assert gw.status()["destinations"]["hub"]["queued"] == 8
+        # Now a real change: a second hub is added.
+        gw.config.write_text(
+            site.gateway_config(destinations={"hub": "hub", "hub2": "hub2"}).read_text()
+        )
+        gw.p.send_signal(signal.SIGHUP)
+        wait_for(lambda: "hub2" in gw.status()["destinations"], 10)
+        hub.start()
+        hub2.start()
+        second = demo_jsonl(2, start=2, seed=2)
+        assert push(site, second, "b") == 202
+        wait_for(lambda: gw.status()["destinations"]["hub"]["delivered"] == 16, 60)
+        wait_for(lambda: gw.status()["destinations"]["hub2"]["delivered"] == 8, 60)
+        assert gw.p.poll() is None
+    finally:
+        gw.stop()
+        hub.stop()
+        hub2.stop()
+    assert sorted(hub_records(site)) == expected_records([first, second])
