@@ -163,7 +163,13 @@ def _line_at(raw: bytes, at: int, line: int | None) -> int | None:
 def decode_error(
     exc: UnicodeDecodeError, data: bytes, offset: int, codec: str, line: int | None
 ) -> InputRejected:
-    """``InputRejected`` for a strict-decoding failure of ``data`` at ``offset``."""
+    """``InputRejected`` for a strict-decoding failure of ``data`` at ``offset``.
+
+    A NUL or U+FFFD before the bad bytes is reported instead: the first problem
+    wins, however the input was cut into chunks.
+    """
+    valid = data[: exc.start]
+    check_text(valid.decode(codec), valid, offset, codec, line)
     bad = data[exc.start : exc.start + 4]
     at = Where(line=_line_at(data, exc.start, line), offset=offset + exc.start)
     cut_short = any(word in exc.reason for word in ("end of data", "incomplete"))

@@ -13,8 +13,8 @@ reject the whole input.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from adapters.readers._source import (
     Encoding,
     Line,
+    LongLine,
     MiB,
     Source,
     empty,
@@ -82,7 +83,11 @@ class CsvOptions(BaseModel):
         "quote) rejects the input.",
     )
     max_field_chars: int = Field(
-        1 * MiB, ge=1, description="Longest field; a longer one is a row error."
+        128 * 1024,
+        ge=1,
+        description="Longest field; a longer one is a row error.  With quoting on, a "
+        "quoted field longer than csv.field_size_limit() (128 KiB unless changed) "
+        "rejects the input: the rows after it cannot be found.",
     )
 
     @model_validator(mode="after")
@@ -117,135 +122,107 @@ class CsvRow(NamedTuple):
         return Where(row=self.row, line=self.line, offset=self.offset).en()
 
 
-@dataclass(slots=True)
-class _Raw:
-    fields: list[str]
+class _Row(NamedTuple):
+    """One row as split, before it is checked against the header."""
+
+    fields: list[str] | None  # None when the row could not be split
     line: int
     offset: int
-    size: int
-    quoted: bool
-    error: tuple[str, dict[str, object]] | None
+    size: int  # bytes, line breaks included
+    error: tuple[str, dict[str, object]] | None = None
 
 
-class _Splitter:
-    """Splits decoded lines into fields; a quoted field may span lines."""
-
-    def __init__(self, delimiter: str, quote: str | None) -> None:
-        self.d = delimiter
-        self.q = quote
-        self.fields: list[str] = []
-        self.parts: list[str] = []
-        self.in_quotes = False
-        self.quoted = False
-        self.error: tuple[str, dict[str, object]] | None = None
-
-    def take(self) -> tuple[list[str], bool, tuple[str, dict[str, object]] | None]:
-        fields, quoted, error = self.fields, self.quoted, self.error
-        self.fields, self.quoted, self.error = [], False, None
-        return fields, quoted, error
-
-    def _end_field(self) -> None:
-        self.fields.append("".join(self.parts))
-        self.parts.clear()
-
-    def line(self, text: str) -> bool:
-        """Consume one line; True when it completes the row."""
-        d, q = self.d, self.q
-        if q is None or (not self.in_quotes and q not in text):
-            self.fields.extend(text.split(d))
-            return True
-        pos, n = 0, len(text)
-        parts = self.parts
-        while True:
-            if not self.in_quotes:
-                if text.startswith(q, pos):
-                    self.in_quotes = self.quoted = True
-                    pos += 1
-                else:
-                    end = text.find(d, pos)
-                    if end < 0:
-                        parts.append(text[pos:])
-                        self._end_field()
-                        return True
-                    parts.append(text[pos:end])
-                    self._end_field()
-                    pos = end + 1
-                    continue
-            end = text.find(q, pos)
-            if end < 0:
-                parts.append(text[pos:])
-                parts.append("\n")  # the line break belongs to the field
-                return False
-            parts.append(text[pos:end])
-            pos = end + 1
-            if text.startswith(q, pos):
-                parts.append(q)
-                pos += 1
-                continue
-            self.in_quotes = False
-            if pos == n:
-                self._end_field()
-                return True
-            if text.startswith(d, pos):
-                self._end_field()
-                pos += 1
-                continue
-            if self.error is None:
-                self.error = (
-                    "E_CSV_QUOTE",
-                    {"shown": shown(text[pos]), "field": len(self.fields) + 1},
-                )
-            # Keep the rest of the line in this field; the row is reported anyway.
-            parts.append(text[pos:])
-            self._end_field()
-            return True
-
-
-def _raw_rows(source: Source, opts: CsvOptions) -> Iterator[_Raw | RowError]:
-    _, lines = open_lines(
-        source,
-        encoding=opts.encoding,
-        max_input_bytes=opts.max_input_bytes,
-        max_line_bytes=opts.max_row_bytes,
-        thing=_ROWS,
+def _too_large(line: Line | LongLine, opts: CsvOptions) -> InputRejected:
+    return InputRejected.make(
+        "E_CSV_ROW_TOO_LARGE",
+        Where(line=line.number, offset=line.offset),
+        limit=opts.max_row_bytes,
     )
-    splitter = _Splitter(opts.delimiter, opts.quotechar)
-    start: Line | None = None
-    row_bytes = 0
+
+
+def _plain_rows(lines: Iterator[Line | LongLine], opts: CsvOptions) -> Iterator[_Row]:
+    """Quoting off: every line is a row, split on the delimiter."""
+    delimiter = opts.delimiter
     for line in lines:
         if not isinstance(line, Line):
-            raise InputRejected.make(
-                "E_CSV_ROW_TOO_LARGE",
-                Where(line=line.number, offset=line.offset),
-                limit=opts.max_row_bytes,
-            )
-        if start is None:
-            start, row_bytes = line, 0
-        row_bytes += len(line.raw) + 1
-        if row_bytes > opts.max_row_bytes:
-            raise InputRejected.make(
-                "E_CSV_ROW_TOO_LARGE",
-                Where(line=start.number, offset=start.offset),
-                limit=opts.max_row_bytes,
-            )
-        if splitter.line(line.text):
-            fields, quoted, error = splitter.take()
-            yield _Raw(fields, start.number, start.offset, row_bytes, quoted, error)
-            start = None
-    if start is not None:
-        yield RowError.make(
-            "E_CSV_UNTERMINATED", Where(line=start.number, offset=start.offset)
+            raise _too_large(line, opts)
+        text = line.text
+        yield _Row(
+            text.split(delimiter) if text else [],
+            line.number,
+            line.offset,
+            len(line.raw) + 1,
         )
 
 
-def _header(opts: CsvOptions, headers: list[_Raw]) -> tuple[str, ...]:
+def _quoted_rows(lines: Iterator[Line | LongLine], opts: CsvOptions) -> Iterator[_Row]:
+    """Quoting on: the standard library's C splitter, fed with our decoded lines."""
+    row_lines: list[Line] = []  # the lines of the row being read
+    size = 0
+
+    def feed() -> Iterator[str]:
+        nonlocal size
+        for line in lines:
+            if not isinstance(line, Line):
+                raise _too_large(line, opts)
+            row_lines.append(line)
+            size += len(line.raw) + 1
+            if size > opts.max_row_bytes:  # bounds memory whatever csv's limits
+                raise _too_large(row_lines[0], opts)
+            yield line.text + "\n"  # a quoted line break is LF, as in XML
+
+    reader = csv.reader(
+        feed(),
+        delimiter=opts.delimiter,
+        quotechar=opts.quotechar,
+        doublequote=True,
+        skipinitialspace=False,
+        strict=True,  # "a"b is an error, not a guess
+    )
+    while True:
+        row_lines.clear()
+        size = 0
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            first = row_lines[0]
+            message = str(exc)
+            if "field limit" in message:
+                # The splitter gave up inside a field: where the next row starts
+                # is unknown, so nothing after this point can be trusted.
+                raise InputRejected.make(
+                    "E_CSV_FIELD_TOO_LONG/input",
+                    Where(line=first.number, offset=first.offset),
+                    limit=csv.field_size_limit(),
+                ) from None
+            if "unexpected end of data" in message:
+                error: tuple[str, dict[str, object]] = ("E_CSV_UNTERMINATED", {})
+            else:
+                error = ("E_CSV_QUOTE", {"detail": message})
+            yield _Row(None, first.number, first.offset, size, error)
+            continue
+        first = row_lines[0]
+        yield _Row(fields, first.number, first.offset, size)
+
+
+def _header(opts: CsvOptions, headers: list[_Row]) -> tuple[str, ...]:
     names = opts.fieldnames
+    for number, raw in enumerate(headers, 1):
+        if raw.fields is None:
+            raise InputRejected.make(
+                "E_CSV_HEADER/bad",
+                Where(line=raw.line, offset=raw.offset),
+                row=number,
+                detail=raw.error[0] if raw.error else "",
+            )
     if names is None:
-        names = tuple(headers[opts.names_row - 1].fields)
+        raw = headers[opts.names_row - 1]
+        names = tuple(raw.fields or ())
         seen: set[str] = set()
         for name in names:
             if name in seen:
-                raw = headers[opts.names_row - 1]
                 raise InputRejected.make(
                     "E_CSV_HEADER/duplicate",
                     Where(line=raw.line, offset=raw.offset),
@@ -261,19 +238,12 @@ def _header(opts: CsvOptions, headers: list[_Raw]) -> tuple[str, ...]:
             expected=f"<= {opts.max_columns}",
         )
     for number, raw in enumerate(headers, 1):
-        if raw.error is not None:
-            raise InputRejected.make(
-                "E_CSV_HEADER/bad",
-                Where(line=raw.line, offset=raw.offset),
-                row=number,
-                detail=raw.error[0],
-            )
-        if len(raw.fields) != len(names):
+        if len(raw.fields or ()) != len(names):
             raise InputRejected.make(
                 "E_CSV_HEADER/width",
                 Where(line=raw.line, offset=raw.offset),
                 row=number,
-                got=len(raw.fields),
+                got=len(raw.fields or ()),
                 expected=len(names),
             )
     return names
@@ -285,30 +255,31 @@ def read_csv(
     """Yield each data row as a ``CsvRow``, or a ``RowError`` for a bad row.
 
     Raises ``InputRejected`` (``E_EMPTY``, ``E_TOO_LARGE``, ``E_ENCODING``,
-    ``E_BINARY``, ``E_CSV_HEADER``, ``E_CSV_ROW_TOO_LARGE``, ``E_TOO_MANY_ROWS``).
+    ``E_BINARY``, ``E_CSV_HEADER``, ``E_CSV_ROW_TOO_LARGE``,
+    ``E_CSV_FIELD_TOO_LONG``, ``E_TOO_MANY_ROWS``).
     """
     opts = options or CsvOptions()
-    headers: list[_Raw] = []
+    _, lines = open_lines(
+        source,
+        encoding=opts.encoding,
+        max_input_bytes=opts.max_input_bytes,
+        max_line_bytes=opts.max_row_bytes,
+        thing=_ROWS,
+    )
+    split = _plain_rows if opts.quotechar is None else _quoted_rows
+    headers: list[_Row] = []
     names: tuple[str, ...] | None = None if opts.header_rows else opts.fieldnames
+    limit = opts.max_field_chars
     number = 0
     anything = False
-    for raw in _raw_rows(source, opts):
-        if isinstance(raw, RowError):
-            if names is None:
-                raise InputRejected.make(
-                    "E_CSV_HEADER/bad",
-                    Where(line=raw.line, offset=raw.offset),
-                    row=len(headers) + 1,
-                    detail=raw.code,
-                )
-            anything = True
-            yield raw
-            continue
-        if opts.skip_blank_lines and raw.fields == [""] and not raw.quoted:
-            continue
+    for fields, line, offset, size, error in split(lines, opts):
+        if fields == []:  # a blank line
+            if opts.skip_blank_lines:
+                continue
+            fields = [""]
         anything = True
         if names is None:
-            headers.append(raw)
+            headers.append(_Row(fields, line, offset, size, error))
             if len(headers) == opts.header_rows:
                 names = _header(opts, headers)
             continue
@@ -316,30 +287,29 @@ def read_csv(
         if number > opts.max_rows:
             raise InputRejected.make(
                 "E_TOO_MANY_ROWS",
-                Where(row=number, line=raw.line, offset=raw.offset),
+                Where(row=number, line=line, offset=offset),
                 limit=opts.max_rows,
                 thing=_ROWS,
             )
-        limit = opts.max_field_chars
-        if raw.error is None and len(raw.fields) == len(names):
+        if fields is not None and len(fields) == len(names):
             long = 0
-            if raw.size > limit:  # otherwise no field can be too long
-                long = next(
-                    (i for i, f in enumerate(raw.fields, 1) if len(f) > limit), 0
-                )
+            if size > limit:  # otherwise no field can be too long
+                long = next((i for i, f in enumerate(fields, 1) if len(f) > limit), 0)
             if not long:
-                fields = dict(zip(names, raw.fields, strict=True))
-                yield CsvRow(fields, number, raw.line, raw.offset)
+                yield CsvRow(
+                    dict(zip(names, fields, strict=True)), number, line, offset
+                )
                 continue
-            where = Where(row=number, line=raw.line, offset=raw.offset)
+            where = Where(row=number, line=line, offset=offset)
             yield RowError.make("E_CSV_FIELD_TOO_LONG", where, field=long, limit=limit)
             continue
-        where = Where(row=number, line=raw.line, offset=raw.offset)
-        if raw.error is not None:
-            yield RowError.make(raw.error[0], where, **raw.error[1])
+        where = Where(row=number, line=line, offset=offset)
+        if fields is None:
+            key, details = error or ("E_CSV_QUOTE", {"detail": ""})
+            yield RowError.make(key, where, **details)
         else:
             yield RowError.make(
-                "E_CSV_RAGGED", where, got=len(raw.fields), expected=len(names)
+                "E_CSV_RAGGED", where, got=len(fields), expected=len(names)
             )
     if names is None:
         if headers:

@@ -149,6 +149,10 @@ _TEMPLATES: Final[Mapping[str, tuple[str, str]]] = {
         "the item has more than {limit} elements",
         "该条目包含超过 {limit} 个元素",
     ),
+    "E_XML_TOO_MANY_NAMES": (
+        "the document uses more than {limit} distinct element names",
+        "文档使用的不同元素名超过 {limit} 个",
+    ),
     "E_XML_TAG_TOO_LARGE": (
         "a tag is longer than {limit} characters",
         "某个标签超过 {limit} 个字符",
@@ -174,8 +178,8 @@ _TEMPLATES: Final[Mapping[str, tuple[str, str]]] = {
         "该行有 {got} 个字段，表头有 {expected} 个",
     ),
     "E_CSV_QUOTE": (
-        "unexpected {shown} after the closing quote of field {field}",
-        "第 {field} 个字段的结束引号之后出现意外字符 {shown}",
+        "the row cannot be split: {detail}",
+        "该行无法拆分为字段：{detail}",
     ),
     "E_CSV_UNTERMINATED": (
         "a quoted field is still open at the end of the input",
@@ -184,6 +188,11 @@ _TEMPLATES: Final[Mapping[str, tuple[str, str]]] = {
     "E_CSV_ROW_TOO_LARGE": (
         "a row is longer than {limit} bytes (an unclosed quote?)",
         "某行超过 {limit} 字节（引号未闭合？）",
+    ),
+    "E_CSV_FIELD_TOO_LONG/input": (
+        "a quoted field is longer than {limit} characters; where the rows after it "
+        "start is unknown",
+        "某个引号字段超过 {limit} 个字符，其后各行的起止位置无法确定",
     ),
     "E_CSV_FIELD_TOO_LONG": (
         "field {field} is longer than {limit} characters",

@@ -155,20 +155,26 @@ class FixedWidthRecord(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """A layout prepared for cutting: columns, boundaries, minimum length."""
+    """A layout prepared for cutting."""
 
     layout: RecordLayout
     columns: tuple[tuple[str, int, int, bool], ...]
-    points: tuple[int, ...]
+    # Fields in byte order with the gaps between them as unnamed segments, so that
+    # together they cover bytes 0 .. need without a hole.
+    segments: tuple[tuple[str | None, int, int, bool], ...]
     need: int
 
     @classmethod
     def of(cls, layout: RecordLayout) -> _Plan:
         columns = tuple((f.name, f.start, f.end, f.strip) for f in layout.fields)
-        points = sorted(
-            {0, *(f.start for f in layout.fields), *(f.end for f in layout.fields)}
-        )
-        return cls(layout, columns, tuple(points), max(f.end for f in layout.fields))
+        segments: list[tuple[str | None, int, int, bool]] = []
+        at = 0
+        for name, start, end, strip in sorted(columns, key=lambda c: c[1]):
+            if start > at:
+                segments.append((None, at, start, False))
+            segments.append((name, start, end, strip))
+            at = end
+        return cls(layout, columns, tuple(segments), at)
 
     def cut(
         self, line: Line, decode: _Decode, record_length: int | None
@@ -190,15 +196,15 @@ class _Plan:
                 name: text[start:end].strip(_PAD) if strip else text[start:end]
                 for name, start, end, strip in self.columns
             }
-        # Decode piece by piece between the field boundaries.  Strict decoding of a
-        # piece that starts on a character boundary fails unless it also ends on
-        # one (the decoders read left to right), so every boundary is proven.
-        pieces: dict[int, str] = {}
-        for left, right in pairwise((*self.points, len(raw))):
+        # Decode segment by segment from byte 0.  Strict decoding of a segment that
+        # starts on a character boundary fails unless it also ends on one (the
+        # decoders read left to right), so every field boundary is proven.
+        values: dict[str, str] = {}
+        for name, start, end, strip in self.segments:
             try:
-                pieces[left] = decode(raw[left:right])[0]
+                value = decode(raw[start:end])[0]
             except UnicodeDecodeError:
-                field = next(f for f in self.layout.fields if right in (f.start, f.end))
+                field = next(f for f in self.layout.fields if end in (f.start, f.end))
                 return RowError.make(
                     "E_FW_BOUNDARY",
                     _where(line),
@@ -206,10 +212,9 @@ class _Plan:
                     start=field.start,
                     end=field.end - 1,
                 )
-        return {
-            name: pieces[start].strip(_PAD) if strip else pieces[start]
-            for name, start, _, strip in self.columns
-        }
+            if name is not None:
+                values[name] = value.strip(_PAD) if strip else value
+        return values
 
 
 def _where(line: Line | LongLine) -> Where:

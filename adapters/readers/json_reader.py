@@ -68,7 +68,7 @@ class JsonOptions(BaseModel):
         64, ge=1, le=500, description="Deepest nesting of arrays and objects."
     )
     max_item_bytes: int = Field(
-        16 * MiB,
+        8 * MiB,
         ge=1,
         description="Longest JSON line, in bytes; for documents, the largest array "
         "element or non-array document, in characters.",
@@ -256,20 +256,27 @@ class _Buffer:
         self.line = 1
         self.offset = 0
 
-    def more(self) -> bool:
-        """Append the next chunk (dropping what lies before pos); False at the end."""
+    def more(self, need: int = 0) -> bool:
+        """Read at least one more chunk, and on until ``need`` characters follow
+        pos (or the input ends); what lies before pos is dropped.  False at the end.
+        """
         if self.eof:
             return False
         self.advance(self.pos)
-        self.text = self.text[self.pos :]
-        self.mark -= self.pos
-        self.pos = 0
-        chunk = next(self.chunks, None)
-        if chunk is None:
-            self.eof = True
-            self.text += self.decoder.decode(b"", final=True)
-        else:
-            self.text += self.decoder.decode(chunk)
+        parts = [self.text[self.pos :]]
+        have = len(parts[0])
+        while True:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                self.eof = True
+                parts.append(self.decoder.decode(b"", final=True))
+                break
+            parts.append(self.decoder.decode(chunk))
+            have += len(parts[-1])
+            if have >= need:
+                break
+        self.text = "".join(parts)  # one join: no quadratic re-copying
+        self.mark = self.pos = 0
         return True
 
     def advance(self, index: int) -> None:
@@ -317,10 +324,9 @@ def _value(
                     buf.where(start, path),
                     limit=opts.max_item_bytes,
                 ) from None
-            # Maybe just incomplete: at least double what we have, then retry.
-            want = 2 * (len(buf.text) - start)
-            while len(buf.text) - buf.pos < want and buf.more():
-                pass
+            # Maybe just incomplete: read twice as much (never past the limit), retry.
+            have = len(buf.text) - start
+            buf.more(min(2 * have, opts.max_item_bytes + 1))
             continue
         except _Problem as problem:
             raise InputRejected.make(
@@ -330,8 +336,10 @@ def _value(
             raise InputRejected.make(
                 "E_JSON_DEPTH", buf.where(start, path), limit=opts.max_depth
             ) from None
-        if isinstance(value, Decimal) and not buf.eof and _NUMBER_TAIL.fullmatch(
-            buf.text, end
+        if (
+            isinstance(value, Decimal)
+            and not buf.eof
+            and _NUMBER_TAIL.fullmatch(buf.text, end)
         ):
             buf.more()  # "12" | "34", "2.5" | "e10": the number may go on
             continue
@@ -376,8 +384,8 @@ def read_json(source: Source, options: JsonOptions | None = None) -> Iterator[Js
     if not buf.skip_space():
         raise empty(_LINES)
     if buf.text[buf.pos] != "[":
-        while buf.more():
-            limit = opts.max_item_bytes
+        limit = opts.max_item_bytes
+        while buf.more(limit + 1):
             if len(buf.text) - buf.pos > limit:
                 raise InputRejected.make(
                     "E_JSON_ITEM_TOO_LARGE", buf.where(buf.pos), limit=limit

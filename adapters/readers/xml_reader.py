@@ -11,8 +11,9 @@ Safety, in the order it is applied:
    outright, so no DTD, entity or URL can ever be loaded or expanded;
 4. lxml runs with ``resolve_entities=False, load_dtd=False, no_network=True`` and
    without ``huge_tree`` anyway, and the root is checked again for a DOCTYPE;
-5. depth, item size and item element count are limited; finished elements are
-   cleared and detached, so memory stays flat whatever the input size.
+5. tag length (before lxml sees the tag), depth, distinct names, item size and
+   item count are limited; finished elements are cleared and detached, so memory
+   stays flat whatever the input size.
 """
 
 from __future__ import annotations
@@ -92,6 +93,12 @@ class XmlOptions(BaseModel):
         100_000, ge=1, description="Most elements in one item, the item included."
     )
     max_items: int = Field(1_000_000, ge=1, description="Most items in one document.")
+    max_names: int = Field(
+        10_000,
+        ge=1,
+        description="Most distinct element names in one document (each name is "
+        "kept by the parser for the whole document).",
+    )
     max_tag_chars: int = Field(
         256 * 1024,
         ge=1024,
@@ -165,10 +172,10 @@ class _Walk:
         self.depth = 0
         self.fed = 0
         self.item: etree._Element | None = None
-        self.item_depth = 0
         self.item_fed = 0
         self.item_elements = 0
         self.items = 0
+        self.names: set[str] = set()
         tags = options.item_tags or frozenset()
         self.exact = frozenset(t for t in tags if not t.startswith("{*}"))
         self.any_ns = frozenset(t[3:] for t in tags if t.startswith("{*}"))
@@ -226,22 +233,18 @@ class _Walk:
     def _start(self, element: etree._Element) -> None:
         self.depth += 1
         tag = str(element.tag)
-        if self.depth > self.options.max_depth:
-            path = self.path()
-            raise InputRejected.make(
-                "E_XML_DEPTH",
-                Where(path=path or None, line=_line(element)),
-                limit=self.options.max_depth,
-            )
-        if self.item is not None:
+        opts = self.options
+        if self.item is not None:  # hot path: an element inside an item
             self.item_elements += 1
-            if self.item_elements > self.options.max_item_elements:
-                raise InputRejected.make(
-                    "E_XML_ITEM_TOO_LARGE/elements",
-                    Where(path=self.path(), line=_line(element)),
-                    limit=self.options.max_item_elements,
-                )
-            self._check_item_bytes(_line(element))
+            if (
+                self.item_elements <= opts.max_item_elements
+                and self.fed - self.item_fed <= opts.max_item_bytes
+                and self.depth <= opts.max_depth
+                and tag in self.names
+            ):
+                return
+        self._check(element, tag)
+        if self.item is not None:
             return
         if self.depth == 1:
             doctype: object = getattr(element.getroottree().docinfo, "doctype", None)
@@ -255,6 +258,33 @@ class _Walk:
             self.item = element
             self.item_fed = self.fed
             self.item_elements = 1
+
+    def _check(self, element: etree._Element, tag: str) -> None:
+        """The limits, checked one by one, with the error each one deserves."""
+        opts = self.options
+        line = _line(element)
+        if tag not in self.names:
+            if len(self.names) >= opts.max_names:
+                raise InputRejected.make(
+                    "E_XML_TOO_MANY_NAMES",
+                    Where(path=self.path() or None, line=line),
+                    limit=opts.max_names,
+                )
+            self.names.add(tag)
+        if self.depth > opts.max_depth:
+            raise InputRejected.make(
+                "E_XML_DEPTH",
+                Where(path=self.path() or None, line=line),
+                limit=opts.max_depth,
+            )
+        if self.item is not None:
+            if self.item_elements > opts.max_item_elements:
+                raise InputRejected.make(
+                    "E_XML_ITEM_TOO_LARGE/elements",
+                    Where(path=self.path(), line=line),
+                    limit=opts.max_item_elements,
+                )
+            self._check_item_bytes(line)
 
 
 class _TagGuard:
@@ -310,8 +340,9 @@ def _malformed(exc: etree.XMLSyntaxError) -> InputRejected:
     detail = _POSITION_SUFFIX.sub("", str(exc.msg or exc))
     if not line:
         # e.g. an undefined entity: libxml2 stops quietly, lxml says "no element
-        # found" at line 0; the log still holds the real first error.
-        for entry in getattr(exc, "error_log", ()):
+        # found" at line 0; the log's last entry is the real error (earlier
+        # entries may be left over from other documents).
+        for entry in reversed(list(getattr(exc, "error_log", ()))):
             where = getattr(entry, "line", 0), getattr(entry, "column", 0)
             if isinstance(where[0], int) and where[0] > 0:
                 line, column = where
@@ -381,7 +412,9 @@ def read_xml(source: Source, options: XmlOptions | None = None) -> Iterator[XmlI
 
     Raises ``InputRejected`` (codes ``E_EMPTY``, ``E_TOO_LARGE``, ``E_ENCODING``,
     ``E_BINARY``, ``E_XML_DOCTYPE``, ``E_XML_MALFORMED``, ``E_XML_DEPTH``,
-    ``E_XML_ITEM_TOO_LARGE``); XML has no per-row errors.
+    ``E_XML_ITEM_TOO_LARGE``, ``E_XML_TAG_TOO_LARGE``, ``E_XML_TOO_MANY_NAMES``,
+    ``E_TOO_MANY_ROWS``); XML has no per-row errors: a document is well-formed or
+    it is not.
     """
     opts = options or XmlOptions()
     chunks = iter_chunks(source, opts.max_input_bytes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
 from adapters.readers import InputRejected, RowError, XmlItem
@@ -34,16 +35,11 @@ def xml_view(items: Iterable[XmlItem]) -> list[tuple[str, int | None, bytes]]:
     return [(i.locator, i.line, etree.tostring(i.element)) for i in items]
 
 
-def drain(items: Iterable[object]) -> list[object]:
-    """Consume everything; only items, RowError values or InputRejected allowed."""
-    out = list(items)
-    for item in out:
-        assert not isinstance(item, BaseException)
-    return out
-
-
-def row_errors(items: Iterable[object]) -> list[RowError]:
-    return [i for i in items if isinstance(i, RowError)]
+def first_bad_utf8(data: bytes) -> int:
+    """Offset of the first byte that makes ``data`` invalid UTF-8."""
+    with pytest.raises(UnicodeDecodeError) as info:
+        data.decode("utf-8")
+    return info.value.start
 
 
 def bilingual(exc: InputRejected | RowError) -> None:

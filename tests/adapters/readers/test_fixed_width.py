@@ -40,24 +40,31 @@ OPTIONS = FixedWidthOptions(
 )
 
 
-def data_line(code: str, id_: str, name: str, amount: str, encoding: str = "gbk") -> bytes:
+def data_line(
+    code: str, id_: str, name: str, amount: str, encoding: str = "gbk"
+) -> bytes:
     return (
         code.encode() + id_.encode() + name.encode(encoding).ljust(10) + amount.encode()
     )
 
 
-GOOD = b"\r\n".join(
-    [
-        b"H20261103",
-        data_line("D", "0001", "张三", "00012.50"),
-        b"P A-01 ",
-        data_line("D", "0002", "李四五", "00200.00"),
-        b"T000003",
-    ]
-) + b"\r\n"
+GOOD = (
+    b"\r\n".join(
+        [
+            b"H20261103",
+            data_line("D", "0001", "张三", "00012.50"),
+            b"P A-01 ",
+            data_line("D", "0002", "李四五", "00200.00"),
+            b"T000003",
+        ]
+    )
+    + b"\r\n"
+)
 
 
-def read(data: bytes, options: FixedWidthOptions = OPTIONS) -> list[FixedWidthRecord | RowError]:
+def read(
+    data: bytes, options: FixedWidthOptions = OPTIONS
+) -> list[FixedWidthRecord | RowError]:
     return list(read_fixed_width(data, options))
 
 
@@ -108,22 +115,30 @@ def test_a_field_boundary_inside_a_character_is_a_row_error() -> None:
 
 
 def test_gb18030_four_byte_characters_and_utf8() -> None:
-    layout = RecordLayout(fields=(FixedField(name="a", start=0, length=4),
-                                  FixedField(name="b", start=4, length=3)))
+    layout = RecordLayout(
+        fields=(
+            FixedField(name="a", start=0, length=4),
+            FixedField(name="b", start=4, length=3),
+        )
+    )
     gb = FixedWidthOptions(encoding="gb18030", layouts=(layout,))
     four = "\U00020000".encode("gb18030")  # 𠀀, 4 bytes in GB18030
     assert len(four) == 4
     assert read(four + b"abc\n", gb)[0].fields == {"a": "\U00020000", "b": "abc"}  # type: ignore[union-attr]
     cut = read(b"x" + four[:3] + four[3:] + b"bc\n", gb)[0]
-    assert isinstance(cut, RowError) and cut.code == "E_FW_BOUNDARY"
+    assert isinstance(cut, RowError)
+    assert cut.code == "E_FW_BOUNDARY"
     utf8 = FixedWidthOptions(encoding="utf-8", layouts=(layout,))
     assert read("x中abc\n".encode(), utf8)[0].fields == {"a": "x中", "b": "abc"}  # type: ignore[union-attr]
     split = read("中文abc\n".encode(), utf8)[0]
-    assert isinstance(split, RowError) and split.code == "E_FW_BOUNDARY"
+    assert isinstance(split, RowError)
+    assert split.code == "E_FW_BOUNDARY"
 
 
 def test_unknown_record_type_and_length_problems_are_row_errors() -> None:
-    data = b"\n".join([b"H20261103", b"X123", b"D0001", GOOD.split(b"\r\n")[1], b"T000003"])
+    data = b"\n".join(
+        [b"H20261103", b"X123", b"D0001", GOOD.split(b"\r\n")[1], b"T000003"]
+    )
     got = read(data)
     codes = [r.code for r in got if isinstance(r, RowError)]
     assert codes == ["E_FW_RECORD_TYPE", "E_FW_LENGTH"]
@@ -131,11 +146,16 @@ def test_unknown_record_type_and_length_problems_are_row_errors() -> None:
 
 def test_record_length_applies_to_every_record() -> None:
     exact = FixedWidthOptions(
-        encoding="gbk", layouts=(RecordLayout(fields=(FixedField(name="a", start=0, length=2),)),),
+        encoding="gbk",
+        layouts=(RecordLayout(fields=(FixedField(name="a", start=0, length=2),)),),
         record_length=3,
     )
     got = read(b"abc\nab\nabcd\n", exact)
-    assert [type(r).__name__ for r in got] == ["FixedWidthRecord", "RowError", "RowError"]
+    assert [type(r).__name__ for r in got] == [
+        "FixedWidthRecord",
+        "RowError",
+        "RowError",
+    ]
 
 
 def test_counts_are_checked_against_the_data_records() -> None:
@@ -160,8 +180,9 @@ def test_header_count_without_trailer() -> None:
         encoding="gbk",
         code_length=1,
         layouts=(DATA_LAYOUT,),
-        header=RecordLayout(code="H", fields=(FixedField(name="n", start=1, length=3),),
-                            count_field="n"),
+        header=RecordLayout(
+            code="H", fields=(FixedField(name="n", start=1, length=3),), count_field="n"
+        ),
     )
     line = data_line("D", "0001", "张三", "00000001")
     assert len(read(b"H001\n" + line + b"\n", options)) == 2
@@ -206,21 +227,36 @@ def test_over_long_lines_and_record_limit() -> None:
 def test_single_layout_without_codes() -> None:
     options = FixedWidthOptions(
         encoding="utf-8",
-        layouts=(RecordLayout(fields=(FixedField(name="a", start=0, length=2),
-                                      FixedField(name="b", start=3, length=2))),),
+        layouts=(
+            RecordLayout(
+                fields=(
+                    FixedField(name="a", start=0, length=2),
+                    FixedField(name="b", start=3, length=2),
+                )
+            ),
+        ),
     )
     assert [r.fields for r in read(b"12 34\n\n56 78", options)] == [  # type: ignore[union-attr]
-        {"a": "12", "b": "34"}, {"a": "56", "b": "78"},
+        {"a": "12", "b": "34"},
+        {"a": "56", "b": "78"},
     ]
 
 
 def test_layout_and_options_validation() -> None:
     with pytest.raises(ValidationError):
-        RecordLayout(fields=(FixedField(name="a", start=0, length=3),
-                             FixedField(name="b", start=2, length=2)))
+        RecordLayout(
+            fields=(
+                FixedField(name="a", start=0, length=3),
+                FixedField(name="b", start=2, length=2),
+            )
+        )
     with pytest.raises(ValidationError):
-        RecordLayout(fields=(FixedField(name="a", start=0, length=1),
-                             FixedField(name="a", start=1, length=1)))
+        RecordLayout(
+            fields=(
+                FixedField(name="a", start=0, length=1),
+                FixedField(name="a", start=1, length=1),
+            )
+        )
     with pytest.raises(ValidationError):
         RecordLayout(fields=(FixedField(name="a", start=0, length=1),), count_field="b")
     with pytest.raises(ValidationError):
@@ -228,7 +264,9 @@ def test_layout_and_options_validation() -> None:
     with pytest.raises(ValidationError):
         FixedWidthOptions(encoding="gbk", code_length=2, layouts=(DATA_LAYOUT,))
     with pytest.raises(ValidationError):
-        FixedWidthOptions(encoding="gbk", code_length=1, layouts=(DATA_LAYOUT, DATA_LAYOUT))
+        FixedWidthOptions(
+            encoding="gbk", code_length=1, layouts=(DATA_LAYOUT, DATA_LAYOUT)
+        )
     with pytest.raises(ValidationError):
         FixedWidthOptions(
             encoding="gbk",

@@ -8,7 +8,12 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.readers import InputRejected, XmlOptions, read_xml
-from tests.adapters.readers.helpers import Trickle, bilingual, xml_view
+from tests.adapters.readers.helpers import (
+    Trickle,
+    bilingual,
+    first_bad_utf8,
+    xml_view,
+)
 
 DOC = """<?xml version="1.0" encoding="{enc}"?>
 <数据导出 系统="锡工建">
@@ -20,7 +25,7 @@ DOC = """<?xml version="1.0" encoding="{enc}"?>
 
 def texts(data: bytes, options: XmlOptions | None = None) -> list[dict[str, str]]:
     return [
-        {child.tag: child.text or "" for child in item.element}  # type: ignore[misc]
+        {str(child.tag): child.text or "" for child in item.element}
         for item in read_xml(data, options)
     ]
 
@@ -100,10 +105,7 @@ def test_bad_bytes_are_reported_by_offset_never_replaced() -> None:
 
 def test_declared_utf8_with_gb18030_bytes() -> None:
     data = DOC.format(enc="UTF-8").encode("gb18030")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        first_bad = err.start
+    first_bad = first_bad_utf8(data)
     exc = rejected(data)
     assert exc.code == "E_ENCODING"
     assert exc.locator == f"byte offset {first_bad}"
@@ -157,15 +159,15 @@ def test_namespaces_are_resolved_by_uri_not_by_prefix() -> None:
         "/Q{urn:example:kyq}item[1]"
     )
     record = one.element[0]
-    assert dict(record.attrib) == {
+    assert dict(record.attrib.items()) == {
         "field": "a",
         "value": "1\n2",
         "{urn:example:units}unit": "km",
     }
-    mine = (one.locator, one.tag, dict(record.attrib))
+    mine = (one.locator, one.tag, dict(record.attrib.items()))
     assert list(items) == []
     other = [
-        (i.locator, i.tag, dict(i.element[0].attrib))
+        (i.locator, i.tag, dict(i.element[0].attrib.items()))
         for i in read_xml(NS_PREFIX, options)
     ]
     assert other == [mine]
@@ -239,15 +241,18 @@ def test_items_are_cleared_and_detached_but_ancestors_stay_reachable() -> None:
     seen = []
     held = []
     sizes = []
+    root = None
     for item in read_xml(data):
         root = item.element.getparent()
-        assert root is not None and root.get("export") == "x"
+        assert root is not None
+        assert root.get("export") == "x"
         sizes.append(len(root))  # this item, and what the current chunk parsed ahead
         seen.append(item.element.findtext("v"))
         held.append(item.element)
     assert seen == [str(n) for n in range(2000)]
     assert max(sizes) < 150  # a 64 KiB chunk holds about 64 of these items
     assert all(len(e) == 0 and not e.attrib and e.getparent() is None for e in held)
+    assert root is not None
     assert len(root) == 0
 
 
@@ -285,6 +290,13 @@ def test_empty_documents(data: bytes) -> None:
     assert rejected(data).code == "E_EMPTY"
 
 
+def test_endless_prolog_is_refused() -> None:
+    data = b"<!--" + b"x" * (1024 * 1024 + 10) + b"--><r/>"
+    exc = rejected(data)
+    assert exc.code == "E_XML_MALFORMED"
+    assert "prolog" in exc.message_en
+
+
 def test_markup_declarations_outside_a_dtd_are_refused() -> None:
     exc = rejected(b'<!ENTITY x "y"><r/>')
     assert exc.code == "E_XML_MALFORMED"
@@ -317,6 +329,13 @@ def test_tag_length_limit_stops_attribute_blow_up_before_lxml() -> None:
     exc = rejected(b"<r><i " + attrs + b"/></r>")
     assert exc.code == "E_XML_TAG_TOO_LARGE"
     assert list(read_xml(b"<r><i " + attrs[:50_000] + b"/></r>")) != []
+
+
+def test_distinct_name_limit() -> None:
+    data = b"<r>" + b"".join(b"<a%d/>" % n for n in range(30)) + b"</r>"
+    exc = rejected(data, XmlOptions(max_names=20))
+    assert (exc.code, exc.locator) == ("E_XML_TOO_MANY_NAMES", "/r[1], line 1")
+    assert len(list(read_xml(data, XmlOptions(max_names=31)))) == 30
 
 
 def test_item_count_and_input_size_limits() -> None:
