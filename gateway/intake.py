@@ -12,7 +12,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -28,7 +28,7 @@ from gateway.records import IntakeState, Provenance, Reject
 from gateway.spool import AsyncSpool
 from monitoring.events import Events
 
-__all__ = ["Intake", "error_response"]
+__all__ = ["Intake", "Outcome", "error_response"]
 
 # Stable codes with one sentence each, in English and zh-CN (what producers see).
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -52,6 +52,41 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "E_SPOOL": ("input could not be stored, retry later", "输入无法保存，请稍后重试"),
     "E_NOT_FOUND": ("no such intake id", "没有这个接收编号"),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The answer to one input, independent of the transport that carried it."""
+
+    status: int
+    body: bytes
+    intake_id: str | None
+    stored: bool = False  # the input's bytes are durable (accepted or quarantined)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error(
+    status: int,
+    code: str,
+    *,
+    message: str | None = None,
+    intake_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    stored: bool = False,
+) -> Outcome:
+    en, zh = MESSAGES.get(code, (code, code))
+    body: dict[str, object] = {
+        "error": {"code": code, "message": message or f"{en} / {zh}"}
+    }
+    if intake_id is not None:
+        body["intake_id"] = intake_id
+    return Outcome(
+        status,
+        json.dumps(body, ensure_ascii=False).encode(),
+        intake_id,
+        stored=stored,
+        headers=headers or {},
+    )
 
 
 def error_response(
@@ -119,7 +154,7 @@ class Intake:
         return found
 
     async def ingest(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
+        """HTTP push: authenticate, read within the limit, then ``accept``."""
         name = request.match_info["source"]
         src = self.sources.get(name)
         if src is None:
@@ -127,7 +162,6 @@ class Intake:
         auth = self._auth(src, request)
         if isinstance(auth, web.Response):
             return auth
-        token_id = auth
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 200 and key.isprintable()):
             return error_response(400, "E_IDEMPOTENCY_KEY")
@@ -140,26 +174,59 @@ class Intake:
         except TooLarge:
             self.events.input_refused(name, "E_TOO_LARGE", intake_id=None)
             return error_response(413, "E_TOO_LARGE")
+        out = await self.accept(
+            src,
+            data,
+            remote_addr=request.remote or "",
+            token_id=auth,
+            content_type=request.headers.get("Content-Type", ""),
+            idempotency_key=key,
+        )
+        return web.Response(
+            status=out.status,
+            body=out.body,
+            headers=out.headers,
+            content_type="application/json",
+        )
+
+    async def accept(
+        self,
+        src: Source,
+        data: bytes,
+        *,
+        remote_addr: str,
+        token_id: str,
+        content_type: str,
+        idempotency_key: str | None = None,
+        name: str = "",
+    ) -> Outcome:
+        """One input, whatever carried it: adapt, validate, store durably, answer.
+
+        ``Outcome.stored`` says whether the input's bytes are now durable (accepted,
+        or kept in quarantine): only then may a file transport archive its copy.
+        """
+        started = time.perf_counter()
+        source = src.cfg.name
         digest = sm3(data).hex()
+        key = idempotency_key
         if key is not None:
-            prior = await self.spool.lookup_idempotent(name, key)
+            prior = await self.spool.lookup_idempotent(source, key)
             if prior is not None:
                 if prior.digest_hex != digest:
-                    return error_response(
-                        422, "E_IDEMPOTENCY_CONFLICT", intake_id=prior.intake_id
+                    return _error(
+                        422,
+                        "E_IDEMPOTENCY_CONFLICT",
+                        intake_id=prior.intake_id,
+                        stored=True,
                     )
-                return web.Response(
-                    status=prior.status,
-                    body=prior.body,
-                    content_type="application/json",
-                )
-        media, charset = _media_type(request.headers.get("Content-Type", ""))
+                return Outcome(prior.status, prior.body, prior.intake_id, stored=True)
+        media, charset = _media_type(content_type)
         prov = Provenance(
-            source=name,
-            remote_addr=request.remote or "",
+            source=source,
+            remote_addr=remote_addr,
             token_id=token_id,
             received_at=self.clock(),
-            content_type=request.headers.get("Content-Type", ""),
+            content_type=content_type,
             digest_hex=digest,
             idempotency_key=key,
         )
@@ -169,10 +236,12 @@ class Intake:
                 data,
                 "E_CONTENT_TYPE",
                 415,
-                f"content type {media!r} not accepted; "
-                f"expected one of {src.cfg.content_types}",
+                f"content type {media!r} not accepted; expected one of "
+                f"{src.cfg.content_types}",
             )
-        raw = RawInput(source=name, data=data, content_type=media, charset=charset)
+        raw = RawInput(
+            source=source, data=data, content_type=media, charset=charset, name=name
+        )
         try:
             adapted = await asyncio.to_thread(
                 adapt_input, src.adapter, raw, self.catalogue, src.destinations
@@ -184,7 +253,7 @@ class Intake:
         budget = src.cfg.error_budget
         if adapted.rejects and budget.exceeded(adapted.read, len(adapted.rejects)):
             # Better hold the whole input than forward a part the sender must redo.
-            self.events.error_budget_exceeded(name)
+            self.events.error_budget_exceeded(source)
             return await self._quarantine(
                 prov,
                 data,
@@ -197,32 +266,32 @@ class Intake:
             )
         if not self.disk_ok():
             # Refuse well before the disk is full: nothing is dropped silently.
-            self.events.input_throttled(name)
-            return error_response(503, "E_QUOTA", headers={"Retry-After": "60"})
+            self.events.input_throttled(source)
+            return _error(503, "E_QUOTA", headers={"Retry-After": "60"})
         try:
             answer = await self.spool.put_intake(
                 prov, data, adapted.records, adapted.rejects, now=prov.received_at
             )
         except QuotaExceeded as exc:
-            self.events.input_throttled(name)
-            return error_response(
+            self.events.input_throttled(source)
+            return _error(
                 503,
                 "E_QUOTA",
                 headers={"Retry-After": str(max(1, int(exc.retry_after_s)))},
             )
         except SpoolError:
-            self.events.input_refused(name, "E_SPOOL", intake_id=None)
-            return error_response(503, "E_SPOOL", headers={"Retry-After": "30"})
+            self.events.input_refused(source, "E_SPOOL", intake_id=None)
+            return _error(503, "E_SPOOL", headers={"Retry-After": "30"})
         if answer.repeated and key is not None and answer.digest_hex != prov.digest_hex:
-            return error_response(
-                422, "E_IDEMPOTENCY_CONFLICT", intake_id=answer.intake_id
+            return _error(
+                422, "E_IDEMPOTENCY_CONFLICT", intake_id=answer.intake_id, stored=True
             )
         if not answer.repeated:
             self.events.record_outcomes(
-                name, dict(adapted.by_dataset), dict(adapted.by_reason)
+                source, dict(adapted.by_dataset), dict(adapted.by_reason)
             )
             self.events.input_accepted(
-                name,
+                source,
                 records=len(adapted.records),
                 rejected=len(adapted.rejects),
                 seconds=time.perf_counter() - started,
@@ -230,9 +299,7 @@ class Intake:
             )
             if adapted.records:
                 self.notify(src.destinations)
-        return web.Response(
-            status=answer.status, body=answer.body, content_type="application/json"
-        )
+        return Outcome(answer.status, answer.body, answer.intake_id, stored=True)
 
     async def _quarantine(
         self,
@@ -242,7 +309,7 @@ class Intake:
         status: int,
         message: str,
         rejects: list[Reject] | None = None,
-    ) -> web.Response:
+    ) -> Outcome:
         try:
             answer = await self.spool.put_quarantine(
                 prov,
@@ -259,13 +326,13 @@ class Intake:
             )
         except SpoolError:
             self.events.input_refused(prov.source, "E_SPOOL", intake_id=None)
-            return error_response(503, "E_SPOOL", headers={"Retry-After": "30"})
+            return _error(503, "E_SPOOL", headers={"Retry-After": "30"})
         self.events.input_refused(prov.source, code, intake_id=answer.intake_id)
         if answer.repeated:
-            return web.Response(
-                status=answer.status, body=answer.body, content_type="application/json"
-            )
-        return error_response(status, code, message=message, intake_id=answer.intake_id)
+            return Outcome(answer.status, answer.body, answer.intake_id, stored=True)
+        return _error(
+            status, code, message=message, intake_id=answer.intake_id, stored=True
+        )
 
     async def intake_state(self, request: web.Request) -> web.StreamResponse:
         # Any of the node's source tokens may look an intake up, but only its own.
