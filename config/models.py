@@ -229,11 +229,35 @@ class Quota(Strict):
     retry_after_s: int = Field(default=30, ge=1)
 
 
+class RouteMatch(Strict):
+    datasets: list[str] = Field(default_factory=list, description="data set names")
+    region_prefixes: list[str] = Field(
+        default_factory=list, description="REGION_CODE prefixes, e.g. '3202'"
+    )
+    sources: list[str] = Field(default_factory=list, description="source names")
+    fields: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="field equals one of the values"
+    )
+
+
+class RouteRule(Strict):
+    name: str = Field(pattern=NAME)
+    match: RouteMatch = RouteMatch()
+    destinations: list[str] = Field(min_length=1)
+    default: bool = Field(
+        default=False, description="applies only when no other rule matched"
+    )
+
+
 class GatewayConfig(Strict):
     node: NodeConfig
     listen: Listen = Listen()
     sources: list[SourceConfig] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
+    routes: list[RouteRule] = Field(
+        default_factory=list,
+        description="routing rules; without any, sources[].destinations decide",
+    )
     hub: HubConfig | None = None
     quota: Quota = Quota()
 
@@ -252,6 +276,12 @@ class GatewayConfig(Strict):
                 if d not in dests:
                     raise ValueError(
                         f"sources.{i}.destinations: unknown destination {d!r}"
+                    )
+        for i, r in enumerate(self.routes):
+            for d in r.destinations:
+                if d not in dests:
+                    raise ValueError(
+                        f"routes.{i}.destinations: unknown destination {d!r}"
                     )
         if self.hub is not None:
             for d in self.hub.destinations or []:

@@ -233,7 +233,7 @@ async def reload(rt: Running) -> bool:
         rt.hub.ring = new.ring
         rt.hub.senders = new.senders
         rt.hub.sender_names = new.sender_names
-        rt.hub.destinations = tuple(new_cfg.hub.destinations or ())
+        rt.hub.route = new.hub_route
         rt.hub.retention_s = new_cfg.hub.dedupe_retention_days * 86400
         rt.hub.max_envelope_bytes = new_cfg.hub.max_envelope_bytes
         rt.hub.max_plaintext_bytes = new_cfg.hub.max_plaintext_bytes
@@ -293,7 +293,7 @@ async def serve(
                 spool=spool,
                 catalogue=node.catalogue,
                 events=events,
-                destinations=tuple(cfg.hub.destinations or ()),
+                route=node.hub_route,
                 retention_s=cfg.hub.dedupe_retention_days * 86400,
                 max_envelope_bytes=cfg.hub.max_envelope_bytes,
                 max_plaintext_bytes=cfg.hub.max_plaintext_bytes,

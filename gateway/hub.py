@@ -31,7 +31,7 @@ from crypto.envelope import parse as parse_envelope
 from gateway.bodies import TooLarge, read_limited
 from gateway.errors import EnvelopeInvalid, QuotaExceeded, SpoolError
 from gateway.intake import error_response
-from gateway.pipeline import accept_record
+from gateway.pipeline import Route, accept_record
 from gateway.records import AcceptedRecord, InboxEnvelope, Provenance, Reject
 from gateway.spool import AsyncSpool
 from monitoring.events import Events
@@ -54,7 +54,7 @@ class Hub:
     spool: AsyncSpool
     catalogue: Catalogue
     events: Events
-    destinations: tuple[str, ...]
+    route: Route
     retention_s: float
     max_envelope_bytes: int
     max_plaintext_bytes: int
@@ -204,8 +204,8 @@ class Hub:
         if not answer.repeated:
             if self.sink_dir is not None and accepted:
                 await asyncio.to_thread(self._write_sink, header.id, accepted)
-            if self.destinations and answer.stored:
-                self.notify(self.destinations)
+            if answer.stored:
+                self.notify(tuple({d for r in accepted for d in r.destinations}))
         return web.Response(
             status=200, body=answer.receipt.receipt, content_type=RECEIPT_TYPE
         )
@@ -231,7 +231,7 @@ class Hub:
             if isinstance(rec, Reject):
                 outcomes.append(crypto.RecordOutcome(want, "rejected", rec.code))
                 continue
-            out = accept_record(rec, self.catalogue, self.destinations)
+            out = accept_record(rec, self.catalogue, self.route)
             if isinstance(out, Reject):
                 outcomes.append(crypto.RecordOutcome(want, "rejected", _code(out.code)))
                 continue

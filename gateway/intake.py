@@ -244,7 +244,7 @@ class Intake:
         )
         try:
             adapted = await asyncio.to_thread(
-                adapt_input, src.adapter, raw, self.catalogue, src.destinations
+                adapt_input, src.adapter, raw, self.catalogue, src.route
             )
         except InputRejected as exc:
             return await self._quarantine(
@@ -298,7 +298,7 @@ class Intake:
                 intake_id=answer.intake_id,
             )
             if adapted.records:
-                self.notify(src.destinations)
+                self.notify(tuple({d for r in adapted.records for d in r.destinations}))
         return Outcome(answer.status, answer.body, answer.intake_id, stored=True)
 
     async def _quarantine(

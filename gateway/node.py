@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -20,6 +21,8 @@ from adapters.registry import REGISTRY
 from config.loader import LoadedConfig
 from config.models import HttpDestination, SourceConfig
 from gateway.errors import ConfigError, GatewayError
+from gateway.pipeline import NOWHERE, Route, fixed
+from gateway.routing import Router
 
 __all__ = ["Destination", "Node", "Source", "build_node"]
 
@@ -31,7 +34,8 @@ class Source:
     cfg: SourceConfig
     adapter: Adapter
     tokens: tuple[tuple[str, bytes], ...]  # (token id, token)
-    destinations: tuple[str, ...]
+    destinations: tuple[str, ...]  # every destination its records may go to
+    route: Route
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,7 @@ class Node:
     destinations: dict[str, Destination] = field(default_factory=dict)
     senders: crypto.PeerTable = field(default_factory=crypto.PeerTable)
     sender_names: dict[str, str] = field(default_factory=dict)  # key id -> name
+    hub_route: Route = NOWHERE
 
     @property
     def name(self) -> str:
@@ -156,6 +161,7 @@ def build_node(cfg: LoadedConfig) -> Node:
 
     sources: dict[str, Source] = {}
     all_dests = tuple(dests)
+    router = Router(m.routes)
     for i, s in enumerate(m.sources):
         spec = REGISTRY.get(s.adapter)
         adapter: Adapter | None = None
@@ -179,12 +185,15 @@ def build_node(cfg: LoadedConfig) -> Node:
         if not s.token_files:
             p.add(f"sources.{i}.token_files", "at least one token file is required")
         if adapter is not None:
-            sources[s.name] = Source(
-                s,
-                adapter,
-                tuple(tokens),
-                tuple(s.destinations) if s.destinations is not None else all_dests,
-            )
+            if router.active:
+                route = _routed(router, s.name)
+                reach = router.reachable(s.name)
+            else:
+                reach = (
+                    tuple(s.destinations) if s.destinations is not None else all_dests
+                )
+                route = fixed(reach)
+            sources[s.name] = Source(s, adapter, tuple(tokens), reach, route)
 
     senders = crypto.PeerTable()
     names: dict[str, str] = {}
@@ -201,7 +210,22 @@ def build_node(cfg: LoadedConfig) -> Node:
             p.add("hub.sink_dir", f"{cfg.resolve(m.hub.sink_dir)}: cannot be created")
     if p.items:
         raise ConfigError("\n".join(p.items))
-    return Node(cfg, crypto.KeyRing(keys), catalogue, sources, dests, senders, names)
+    hub_route: Route = NOWHERE
+    if m.hub is not None:
+        if router.active:
+            hub_route = _routed(router, "hub")
+        elif m.hub.destinations:
+            hub_route = fixed(m.hub.destinations)
+    return Node(
+        cfg, crypto.KeyRing(keys), catalogue, sources, dests, senders, names, hub_route
+    )
+
+
+def _routed(router: Router, source: str) -> Route:
+    def route(dataset: str, fields: Mapping[str, str]) -> tuple[str, ...]:
+        return router.route(source, dataset, fields)
+
+    return route
 
 
 def _public_keys(

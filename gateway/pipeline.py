@@ -9,7 +9,7 @@ then writes everything in one fsync'd transaction and only then answers.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from adapters.base import Adapter, NationalRecord, RawInput, RecordRejected
@@ -17,7 +17,15 @@ from adapters.catalogue import Catalogue
 from crypto import canonical_json, sm3
 from gateway.records import AcceptedRecord, Reject
 
-__all__ = ["Adapted", "adapt_input", "canonical_record", "record_key"]
+__all__ = [
+    "NOWHERE",
+    "Adapted",
+    "Route",
+    "adapt_input",
+    "canonical_record",
+    "fixed",
+    "record_key",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +61,21 @@ def _reject(r: RecordRejected) -> Reject:
     return Reject(locator=r.locator, code=r.code, message=r.message)
 
 
+Route = Callable[[str, Mapping[str, str]], tuple[str, ...]]
+
+
+def fixed(destinations: Sequence[str]) -> Route:
+    """A route that sends every record to the same destinations."""
+    out = tuple(destinations)
+    return lambda _dataset, _fields: out
+
+
 def accept_record(
     rec: NationalRecord,
     catalogue: Catalogue,
-    destinations: Sequence[str],
+    route: Route,
 ) -> AcceptedRecord | Reject:
-    """Validate one adapted record; the canonical form is built only if it passes."""
+    """Validate and route one adapted record; canonical bytes only if it passes."""
     fields = {k: v for k, v in rec.fields.items() if v != ""}
     problems = catalogue.validate(rec.dataset, fields)
     if problems:
@@ -70,6 +87,14 @@ def accept_record(
             message=f"{first.message_en} / {first.message_zh}"
             + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
         )
+    destinations = route(rec.dataset, fields)
+    if not destinations and route is not _NOWHERE:
+        return Reject(
+            locator=rec.locator,
+            code="E_UNROUTABLE",
+            message=f"no routing rule sends a {rec.dataset} record anywhere / "
+            f"没有路由规则接收该 {rec.dataset} 记录",
+        )
     canonical = canonical_record(rec.dataset, fields)
     digest = sm3(canonical).hex()
     return AcceptedRecord(
@@ -77,15 +102,24 @@ def accept_record(
         record_key=record_key(catalogue, rec.dataset, fields, digest),
         canonical=canonical,
         digest_hex=digest,
-        destinations=tuple(destinations),
+        destinations=destinations,
     )
+
+
+def _nowhere(_dataset: str, _fields: Mapping[str, str]) -> tuple[str, ...]:
+    return ()
+
+
+# A hub without onward destinations stores records and routes them nowhere.
+_NOWHERE: Route = _nowhere
+NOWHERE = _NOWHERE
 
 
 def adapt_input(
     adapter: Adapter,
     raw: RawInput,
     catalogue: Catalogue,
-    destinations: Sequence[str],
+    route: Route,
 ) -> Adapted:
     """Parse and validate a whole input (raises InputRejected if unusable)."""
     records: list[AcceptedRecord] = []
@@ -99,7 +133,7 @@ def adapt_input(
             rejects.append(_reject(item))
             by_reason[item.code] += 1
             continue
-        out = accept_record(item, catalogue, destinations)
+        out = accept_record(item, catalogue, route)
         if isinstance(out, Reject):
             rejects.append(out)
             by_reason[out.code] += 1
