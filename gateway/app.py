@@ -29,7 +29,7 @@ from config.loader import ConfigProblems, load
 from config.models import GatewayConfig
 from gateway import lifecycle
 from gateway.dispatch import DestinationWorker
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, SpoolError
 from gateway.forwarders.http import HttpForwarder
 from gateway.hub import Hub
 from gateway.intake import Intake
@@ -148,27 +148,36 @@ class Running:
             >= self.node.config.model.quota.min_free_disk
         )
 
+    def publish_names(self) -> None:
+        self.events.known(
+            list(self.node.sources),
+            list(self.node.destinations),
+            hub=self.node.config.model.hub is not None,
+        )
+
+    def publish_keys(self) -> None:
+        now = datetime.now(UTC)
+        self.events.keys_loaded(
+            [
+                (k.id, k.not_after.timestamp() if k.not_after else None)
+                for k in self.node.ring
+            ],
+            self.node.ring.current(now).id,
+        )
+
     async def _gauges(self) -> None:
-        depth = self.events.gauge(
-            "gateway_spool_depth", "Undelivered records.", ["destination"]
-        )
-        oldest = self.events.gauge(
-            "gateway_oldest_undelivered_seconds",
-            "Age of the oldest undelivered record.",
-            ["destination"],
-        )
-        dead = self.events.gauge(
-            "gateway_dead_records", "Dead-lettered records.", ["destination"]
-        )
+        ev = self.events
         while True:
             try:
                 counts = await self.spool.destination_counts(now=time.time())
                 for n in self.node.destinations:
                     c = counts.get(n) or DestinationCounts()
-                    depth.labels(n).set(c.queued + c.leased + c.sealed)
-                    oldest.labels(n).set(c.oldest_age_s or 0)
-                    dead.labels(n).set(c.dead)
-            except Exception as exc:  # noqa: BLE001 - a gauge refresh must never kill the node
+                    ev.spool_depth.labels(n).set(c.queued + c.leased + c.sealed)
+                    ev.oldest_undelivered.labels(n).set(c.oldest_age_s or 0)
+                    ev.dead_records.labels(n).set(c.dead)
+                ev.disk_free.set(shutil.disk_usage(self.node.state_dir).free)
+                ev.disk_min_free.set(self.node.config.model.quota.min_free_disk)
+            except (SpoolError, OSError) as exc:
                 log.warning("Gauge refresh failed.", extra={"detail": str(exc)})
             await asyncio.sleep(GAUGE_INTERVAL_S)
 
@@ -250,6 +259,8 @@ async def reload(rt: Running) -> bool:
             w = _worker(rt, dest)
             rt.workers[name] = w
             w.start()
+    rt.publish_keys()
+    rt.publish_names()
     log.info(
         "Configuration reloaded.",
         extra={"sources": len(new.sources), "destinations": len(new.destinations)},
@@ -309,6 +320,8 @@ async def serve(
         )
         for w in rt.workers.values():
             w.start()
+        rt.publish_keys()
+        rt.publish_names()
         rt.tasks.append(asyncio.create_task(rt._gauges()))
         if cfg.listen.ingest:
             rt.runners.append(await _start_site(ingest, cfg.listen.ingest))

@@ -123,6 +123,7 @@ class Hub:
                 envelope_id=header.id,
                 sender=header.sender,
             )
+        started = time.perf_counter()
         try:
             opened, payload = await asyncio.to_thread(
                 crypto.open_bytes,
@@ -144,6 +145,7 @@ class Hub:
             return self._refuse(
                 400, "E_ENVELOPE", str(exc), envelope_id=header.id, sender=header.sender
             )
+        self.events.crypto_seconds.labels("open").observe(time.perf_counter() - started)
         receipt = crypto.make_receipt(
             self.ring.current(datetime.fromtimestamp(now, UTC)),
             envelope_id=header.id,

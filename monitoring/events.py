@@ -11,11 +11,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 
 __all__ = ["Events"]
 
 log = logging.getLogger("gateway")
+
+# `*_created` series double the exposition and nobody alerts on them.
+disable_created_metrics()
 
 _LATENCY = (
     0.001,
@@ -136,8 +146,88 @@ class Events:
             registry=r,
         )
 
-    def gauge(self, name: str, doc: str, labels: list[str]) -> Gauge:
-        return Gauge(name, doc, labels, registry=self.registry)
+        self.quarantined = Counter(
+            "gateway_quarantined_inputs_total",
+            "Inputs kept in quarantine, by source and reason code.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.spool_depth = Gauge(
+            "gateway_spool_depth",
+            "Undelivered records, by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.oldest_undelivered = Gauge(
+            "gateway_oldest_undelivered_seconds",
+            "Age of the oldest undelivered record, by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.dead_records = Gauge(
+            "gateway_dead_records",
+            "Dead-lettered records, by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.disk_free = Gauge(
+            "gateway_disk_free_bytes",
+            "Free bytes on the state directory's file system.",
+            registry=r,
+        )
+        self.disk_min_free = Gauge(
+            "gateway_disk_min_free_bytes",
+            "Free space below which intake refuses input (quota.min_free_disk).",
+            registry=r,
+        )
+        self.key_expiry = Gauge(
+            "gateway_key_expiry_timestamp_seconds",
+            "When each of our keys stops signing (Unix time; absent if no end date).",
+            ["key_id"],
+            registry=r,
+        )
+        self.sealing_key = Gauge(
+            "gateway_sealing_key_info",
+            "1 for the key that seals now.",
+            ["key_id"],
+            registry=r,
+        )
+
+    def known(self, sources: list[str], destinations: list[str], *, hub: bool) -> None:
+        """Create every series of the configured names at zero (alerts see 0, not absence)."""
+        for src in sources:
+            for outcome in ("accepted", "refused", "throttled"):
+                self.inputs.labels(src, outcome)
+            self.auth_failures.labels(src)
+            self.held_inputs.labels(src)
+            self.ingest_seconds.labels(src)
+        for d in destinations:
+            for outcome in ("sealed", "delivered", "retry", "dead"):
+                self.envelopes.labels(d, outcome)
+            self.sealed_records.labels(d)
+            self.delivered_records.labels(d)
+            self.delivery_seconds.labels(d)
+            self.circuit_open.labels(d).set(0)
+            self.spool_depth.labels(d)
+            self.oldest_undelivered.labels(d)
+            self.dead_records.labels(d)
+        if hub:
+            for outcome in ("accepted", "repeat", "refused", "throttled"):
+                self.hub_envelopes.labels(outcome)
+            for outcome in ("stored", "duplicate", "rejected"):
+                self.hub_records.labels(outcome)
+        for op in ("seal", "open"):
+            self.crypto_seconds.labels(op)
+
+    def keys_loaded(self, keys: list[tuple[str, float | None]], current: str) -> None:
+        """Key ids with their not-after times (config-bounded label values)."""
+        self.key_expiry.clear()
+        self.sealing_key.clear()
+        for kid, not_after in keys:
+            if not_after is not None:
+                self.key_expiry.labels(kid).set(not_after)
+        self.sealing_key.labels(current).set(1)
+        log.info("Keys loaded.", extra={"keys": len(keys), "sealing_key": current})
 
     # -- intake ---------------------------------------------------------------
 
@@ -165,6 +255,8 @@ class Events:
     def input_refused(self, source: str, code: str, *, intake_id: str | None) -> None:
         self.inputs.labels(source, "refused").inc()
         self.rejects.labels(source, code).inc()
+        if intake_id is not None:
+            self.quarantined.labels(source, code).inc()
         log.warning(
             "Input refused.",
             extra={"source": source, "code": code, "intake_id": intake_id},
