@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -51,7 +52,8 @@ async def test_every_documented_metric_is_exported_and_promtool_agrees(
     }
     assert not undocumented, f"exported but not documented: {undocumented}"
     for text in (gw_text, hub_text):
-        res = subprocess.run(
+        res = await asyncio.to_thread(
+            subprocess.run,
             [promtool, "check", "metrics"],
             input=text.encode(),
             capture_output=True,
