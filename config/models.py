@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -64,6 +66,25 @@ class KeyFile(Strict):
     )
 
 
+class AuditConfig(Strict):
+    dir: str | None = Field(
+        default=None, description="audit log directory (default: <state_dir>/audit)"
+    )
+    fsync: Literal["entry", "batch", "off"] = Field(
+        default="batch", description="fsync every entry, every batch, or never"
+    )
+    max_file_bytes: Size = Field(default=64 * 1024**2, description="rotate above this")
+    checkpoint_every: int = Field(
+        default=1000, ge=1, description="entries per checkpoint"
+    )
+    checkpoint_seconds: float = Field(default=60.0, gt=0, description="or this often")
+    retired_keys: list[str] = Field(
+        default_factory=list,
+        description="public keys of our former keys, so `audit verify` accepts "
+        "checkpoints they signed",
+    )
+
+
 class NodeConfig(Strict):
     name: str = Field(pattern=NAME, description="this node's name (logs, audit)")
     state_dir: str = Field(description="directory for the spool and the audit log")
@@ -73,6 +94,7 @@ class NodeConfig(Strict):
     )
     sm2_backend: Literal["auto", "libcrypto", "gmssl-pyx"] = "auto"
     key_expiry_warning_days: int = Field(default=30, ge=0)
+    audit: AuditConfig = AuditConfig()
 
 
 class Listen(Strict):
@@ -121,8 +143,146 @@ class ErrorBudget(Strict):
         )
 
 
+def _tag(default: str, key: str = "type") -> Any:
+    """A callable discriminator: a missing tag means ``default``."""
+
+    def pick(v: Any) -> str:
+        if isinstance(v, dict):
+            return str(v.get(key, default))
+        return str(getattr(v, key, default))
+
+    return Discriminator(pick)
+
+
+class HttpTransport(Strict):
+    """Producers push over HTTP: ``POST /v1/ingest/{source}`` (the default)."""
+
+    type: Literal["http"] = "http"
+
+
+class StableCompletion(Strict):
+    """A file is complete when its size and mtime stay the same across polls."""
+
+    mode: Literal["stable"] = "stable"
+    stable_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="size and mtime unchanged for at least this long (and over "
+        "two polls) before the file is claimed",
+    )
+
+
+class MarkerCompletion(Strict):
+    """A file is complete when the producer has written ``NAME<suffix>`` beside it."""
+
+    mode: Literal["marker"] = "marker"
+    suffix: str = Field(
+        default=".done", min_length=1, description="marker file name suffix"
+    )
+
+
+Completion = Annotated[
+    Annotated[StableCompletion, Tag("stable")]
+    | Annotated[MarkerCompletion, Tag("marker")],
+    _tag("stable", "mode"),
+]
+
+
+class FileIntake(Strict):
+    """What file transports (SFTP, directory) share on the receiving side."""
+
+    processing_dir: str = Field(
+        default=".processing",
+        description="claimed files are renamed here (relative: inside the watched "
+        "directory; must be on the same file system)",
+    )
+    done_dir: str = Field(default="done", description="archive of processed files")
+    error_dir: str = Field(
+        default="error", description="files whose input was quarantined or refused"
+    )
+    pattern: str = Field(default="*", description="fnmatch pattern of file names")
+    completion: Completion = StableCompletion()
+    after: Literal["archive", "delete"] = Field(
+        default="archive",
+        description="after the input is durable: move the file to done_dir, or "
+        "delete it (quarantined files always go to error_dir)",
+    )
+    content_type: str | None = Field(
+        default=None,
+        description="media type (and charset) of the files; default: the "
+        "source's first content_types entry",
+    )
+    poll_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    backoff_max_s: float = Field(
+        default=300.0, gt=0, description="longest wait between reconnect attempts"
+    )
+
+
+class SftpAlgorithms(Strict):
+    """Allowed algorithms, in order of preference (empty: paramiko's defaults)."""
+
+    kex: list[str] = Field(default_factory=list)
+    ciphers: list[str] = Field(default_factory=list)
+    macs: list[str] = Field(default_factory=list)
+    host_keys: list[str] = Field(default_factory=list)
+
+
+class SftpConnection(Strict):
+    """How to reach an SFTP server; secrets are read from files."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, gt=0, lt=65536)
+    user: str = Field(min_length=1)
+    known_hosts: str = Field(
+        description="OpenSSH known_hosts file; a host not in it is refused"
+    )
+    key_file: str | None = Field(
+        default=None, description="private key file (OpenSSH or PEM, mode 0600)"
+    )
+    key_passphrase_file: str | None = None
+    password_file: str | None = Field(
+        default=None, description="file holding the password (mode 0600)"
+    )
+    algorithms: SftpAlgorithms = SftpAlgorithms()
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, description="per SFTP operation")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> SftpConnection:
+        if (self.key_file is None) == (self.password_file is None):
+            raise ValueError("give exactly one of key_file and password_file")
+        return self
+
+
+class SftpTransport(FileIntake, SftpConnection):
+    """Poll a directory on an SFTP server."""
+
+    type: Literal["sftp"] = "sftp"
+    remote_dir: str = Field(min_length=1, description="where producers drop files")
+
+
+class DirectoryTransport(FileIntake):
+    """Watch a local drop folder (inotify, with polling as fallback)."""
+
+    type: Literal["directory"] = "directory"
+    path: str = Field(min_length=1, description="the drop folder")
+    watch: Literal["auto", "inotify", "poll"] = "auto"
+
+
+SourceTransport = Annotated[
+    Annotated[HttpTransport, Tag("http")]
+    | Annotated[SftpTransport, Tag("sftp")]
+    | Annotated[DirectoryTransport, Tag("directory")],
+    _tag("http"),
+]
+
+
 class SourceConfig(Strict):
     name: str = Field(pattern=NAME)
+    transport: SourceTransport = Field(
+        default_factory=HttpTransport,
+        description="how inputs arrive: http (default), sftp or directory",
+    )
     adapter: str = Field(
         default="national_jsonl",
         description="adapter name (national_jsonl, a mapping, or a Python adapter)",
@@ -132,7 +292,8 @@ class SourceConfig(Strict):
     )
     token_files: list[str] = Field(
         default_factory=list,
-        description="files each holding one bearer token for this source",
+        description="files each holding one bearer token for this source "
+        "(http transport only)",
     )
     content_types: list[str] = Field(
         default_factory=lambda: ["application/x-ndjson", "application/json"],
@@ -172,10 +333,10 @@ class Retry(Strict):
     )
 
 
-class HttpDestination(Strict):
+class DestinationBase(Strict):
+    """What every destination has, whatever carries its envelopes."""
+
     name: str = Field(pattern=NAME)
-    type: Literal["http"] = "http"
-    url: str = Field(pattern=r"^https?://", description="the hub's /v1/envelopes URL")
     recipient_keys: list[str] = Field(
         min_length=1, description="public keys the envelopes are encrypted to"
     )
@@ -186,9 +347,7 @@ class HttpDestination(Strict):
     compression: Literal["none", "gzip", "zstd"] = "zstd"
     batch: Batch = Batch()
     retry: Retry = Retry()
-    tls: Tls = Tls()
     timeout_s: float = Field(default=30.0, gt=0)
-    connect_timeout_s: float = Field(default=5.0, gt=0)
     max_in_flight: int = Field(default=2, ge=1, le=64)
     circuit_failures: int = Field(
         default=5, ge=1, description="failures that open the breaker"
@@ -196,13 +355,70 @@ class HttpDestination(Strict):
     circuit_open_s: float = Field(default=30.0, gt=0)
 
 
-# One transport today; a tagged union on `type` (default "http") when SFTP lands.
-Destination = HttpDestination
+class HttpDestination(DestinationBase):
+    type: Literal["http"] = "http"
+    url: str = Field(pattern=r"^https?://", description="the hub's /v1/envelopes URL")
+    tls: Tls = Tls()
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class FileDrop(Strict):
+    """Envelope files for a hub that watches a directory (docs/operations.md)."""
+
+    receipts_dir: str = Field(
+        description="where the receiving hub writes <envelope id>.receipt"
+    )
+    receipt_wait_s: float = Field(
+        default=30.0, ge=0, description="how long one send waits for the receipt"
+    )
+    receipt_poll_s: float = Field(default=0.5, gt=0)
+    receipt_retry_s: float = Field(
+        default=15.0, gt=0, description="retry later when no receipt came in time"
+    )
+
+
+class SftpDestination(DestinationBase, FileDrop, SftpConnection):
+    """Upload ``<id>.env.part``, rename to ``<id>.env``, wait for the receipt file."""
+
+    type: Literal["sftp"] = "sftp"
+    remote_dir: str = Field(min_length=1, description="the hub's envelope drop dir")
+    max_in_flight: int = Field(default=1, ge=1, le=64)
+
+
+class DirectoryDestination(DestinationBase, FileDrop):
+    """Write envelopes into a local folder watched by a hub (same receipt protocol)."""
+
+    type: Literal["directory"] = "directory"
+    path: str = Field(min_length=1, description="the hub's envelope drop dir")
+
+
+Destination = Annotated[
+    Annotated[HttpDestination, Tag("http")]
+    | Annotated[SftpDestination, Tag("sftp")]
+    | Annotated[DirectoryDestination, Tag("directory")],
+    _tag("http"),
+]
+AnyDestination = HttpDestination | SftpDestination | DirectoryDestination
 
 
 class Sender(Strict):
     name: str = Field(pattern=NAME)
     key: str = Field(description="the sender's SM2 public key (PEM)")
+
+
+class EnvelopeDir(Strict):
+    """A folder where envelopes arrive as files (from sshd or a local process)."""
+
+    path: str = Field(description="watched for *.env files (.part files are ignored)")
+    receipts_dir: str = Field(
+        description="signed receipts are written here as <envelope id>.receipt"
+    )
+    error_dir: str = Field(
+        default="error",
+        description="refused envelopes are moved here (relative: inside path)",
+    )
+    poll_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    watch: Literal["auto", "inotify", "poll"] = "auto"
 
 
 class HubConfig(Strict):
@@ -217,6 +433,10 @@ class HubConfig(Strict):
     )
     sink_dir: str | None = Field(
         default=None, description="also write each received batch as a JSONL file here"
+    )
+    envelope_dirs: list[EnvelopeDir] = Field(
+        default_factory=list,
+        description="folders where envelopes arrive as files (SFTP or local hops)",
     )
 
 
@@ -287,8 +507,11 @@ class GatewayConfig(Strict):
             for d in self.hub.destinations or []:
                 if d not in dests:
                     raise ValueError(f"hub.destinations: unknown destination {d!r}")
-        if (self.sources or self.hub) and self.listen.ingest is None:
+        pushed = any(isinstance(s.transport, HttpTransport) for s in self.sources)
+        hub_http = self.hub is not None and not self.hub.envelope_dirs
+        if (pushed or hub_http) and self.listen.ingest is None:
             raise ValueError(
-                "listen.ingest: required when sources or hub are configured"
+                "listen.ingest: required when HTTP sources or an HTTP hub are "
+                "configured"
             )
         return self

@@ -27,15 +27,19 @@ from prometheus_client import CollectorRegistry
 
 from config.loader import ConfigProblems, load
 from config.models import GatewayConfig
+from crypto import sm3 as crypto_sm3
 from gateway import lifecycle
 from gateway.dispatch import DestinationWorker
 from gateway.errors import ConfigError, GatewayError, SpoolError
-from gateway.forwarders.http import HttpForwarder
+from gateway.forwarders import build_forwarder
 from gateway.hub import Hub
 from gateway.intake import Intake
 from gateway.node import Destination, Node, build_node
+from gateway.provenance import OriginStore
 from gateway.records import DestinationCounts
 from gateway.spool import AsyncSpool, Limits, Quotas
+from gateway.transports.runner import FileTasks
+from monitoring.audit import AuditLog
 from monitoring.events import Events
 from monitoring.http import admin_routes
 
@@ -72,6 +76,8 @@ class Running:
     workers: dict[str, DestinationWorker] = field(default_factory=dict)
     intake: Intake = field(init=False)
     hub: Hub | None = None
+    origins: OriginStore | None = None  # a hub's origin proofs (provenance)
+    files: FileTasks | None = None  # SFTP / directory sources, envelope folders
     runners: list[web.AppRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -111,6 +117,9 @@ class Running:
                 "circuit_open": bool(w and w.breaker.is_open),
                 "last_error": w.last_error if w else None,
             }
+        if self.files is not None:
+            for n in self.files.sources:
+                out["sources"].setdefault(n, {}).update(self.files.status(n))
         if self.node.config.model.hub is not None:
             h = await self.spool.hub_counts()
             out["hub"] = {
@@ -126,6 +135,9 @@ class Running:
             await self.spool.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             problems.append(f"spool: {type(exc).__name__}")
+        audit = self.events.audit
+        if audit is None or not audit.healthy:
+            problems.append("audit: the audit log is not writable")
         free = shutil.disk_usage(self.node.state_dir).free
         if free < self.node.config.model.quota.min_free_disk:
             problems.append(f"disk: {free} bytes free")
@@ -176,10 +188,16 @@ class Running:
                     ev.oldest_undelivered.labels(n).set(c.oldest_age_s or 0)
                     ev.dead_records.labels(n).set(c.dead)
                 ev.disk_free.set(shutil.disk_usage(self.node.state_dir).free)
+                if ev.audit is not None:
+                    ev.audit_checkpoint_age.set(ev.audit.checkpoint_age_s)
                 ev.disk_min_free.set(self.node.config.model.quota.min_free_disk)
             except (SpoolError, OSError) as exc:
                 log.warning("Gauge refresh failed.", extra={"detail": str(exc)})
             await asyncio.sleep(GAUGE_INTERVAL_S)
+
+
+def _file_sm3(path: Path) -> str:
+    return crypto_sm3(path.read_bytes()).hex()
 
 
 def lock_state_dir(state_dir: Path) -> int:
@@ -204,10 +222,15 @@ async def _start_site(app: web.Application, where: str) -> web.AppRunner:
 
 
 def _worker(rt: Running, dest: Destination) -> DestinationWorker:
-    fwd = HttpForwarder(dest.cfg, resolve=lambda p: str(rt.node.config.resolve(p)))
+    fwd = build_forwarder(dest.cfg, resolve=rt.node.config.resolve)
     # The sealing key is looked up per batch, so a reload's key rotation applies.
     return DestinationWorker(
-        dest, fwd, rt.spool, lambda: rt.node.ring.current(datetime.now(UTC)), rt.events
+        dest,
+        fwd,
+        rt.spool,
+        lambda: rt.node.ring.current(datetime.now(UTC)),
+        rt.events,
+        origins=rt.origins,
     )
 
 
@@ -227,6 +250,7 @@ async def reload(rt: Running) -> bool:
             "Reload refused; the running configuration stays.",
             extra={"detail": str(exc)},
         )
+        rt.events.node("config_reloaded", outcome="failed", code="E_CONFIG")
         return False
     old_cfg, new_cfg = rt.node.config.model, new.config.model
     if old_cfg.listen != new_cfg.listen or (old_cfg.hub is None) != (
@@ -259,8 +283,15 @@ async def reload(rt: Running) -> bool:
             w = _worker(rt, dest)
             rt.workers[name] = w
             w.start()
+    if rt.files is not None:
+        await rt.files.restart(new)
     rt.publish_keys()
     rt.publish_names()
+    old_key = old.ring.current(datetime.now(UTC)).id
+    new_key = new.ring.current(datetime.now(UTC)).id
+    rt.events.node("config_reloaded", config_sm3=_file_sm3(path))
+    if old_key != new_key:
+        rt.events.node("key_rotated", old_key_id=old_key, new_key_id=new_key)
     log.info(
         "Configuration reloaded.",
         extra={"sources": len(new.sources), "destinations": len(new.destinations)},
@@ -283,6 +314,26 @@ async def serve(
     if recovered:
         log.info("Leases of a previous run released.", extra={"count": recovered})
     rt = Running(node, spool, events, registry)
+    cfg_audit = cfg.node.audit
+    events.audit = await AuditLog.aopen(
+        node.audit_dir,
+        node=node.name,
+        signer=lambda: rt.node.ring.current(datetime.now(UTC)),
+        fsync=cfg_audit.fsync,
+        max_file_bytes=cfg_audit.max_file_bytes,
+        checkpoint_every=cfg_audit.checkpoint_every,
+        checkpoint_seconds=cfg_audit.checkpoint_seconds,
+    )
+    events.node(
+        "config_loaded", config_sm3=_file_sm3(node.config.path), pid=os.getpid()
+    )
+    events.node(
+        "keys_loaded",
+        key_ids=[k.id for k in node.ring],
+        key_id=node.ring.current(datetime.now(UTC)).id,
+    )
+    if cfg.hub is not None:
+        rt.origins = OriginStore(node.state_dir / "origins.db")
     try:
         for dest in node.destinations.values():
             rt.workers[dest.cfg.name] = _worker(rt, dest)
@@ -312,6 +363,7 @@ async def serve(
                 if cfg.hub.sink_dir
                 else None,
                 notify=rt.notify,
+                origins=rt.origins,
             )
             ingest.add_routes(rt.hub.routes())
         admin = web.Application()
@@ -320,6 +372,8 @@ async def serve(
         )
         for w in rt.workers.values():
             w.start()
+        rt.files = FileTasks(rt.intake, events, rt.hub)
+        rt.files.start(node)
         rt.publish_keys()
         rt.publish_names()
         rt.tasks.append(asyncio.create_task(rt._gauges()))
@@ -328,6 +382,7 @@ async def serve(
         rt.runners.append(await _start_site(admin, cfg.listen.admin))
         rt.tasks.append(lifecycle.watchdog_task())
         lifecycle.ready()
+        events.node("node_started", pid=os.getpid())
         log.info(
             "Gateway ready.",
             extra={
@@ -355,11 +410,14 @@ async def serve(
                 await reload(rt)
                 lifecycle.ready()
         lifecycle.stopping()
+        events.node("node_stopping")
         log.info("Stopping: no new input; draining in-flight sends.")
     finally:
         # Stop intake first, so nothing new is accepted while we drain.
         for r in rt.runners:
             await r.cleanup()
+        if rt.files is not None:
+            await rt.files.stop()
         await asyncio.gather(
             *(w.stop(drain_s=DRAIN_S) for w in rt.workers.values()),
             return_exceptions=True,
@@ -368,6 +426,12 @@ async def serve(
             t.cancel()
         await asyncio.gather(*rt.tasks, return_exceptions=True)
         await spool.aclose()
+        if events.audit is not None:
+            # A final signed checkpoint marks the clean shutdown.
+            await events.audit.aclose()
+            events.audit = None
+        if rt.origins is not None:
+            rt.origins.close()
         os.close(lock)
         log.info("Stopped.")
 

@@ -7,13 +7,14 @@ error. Errors are one line, ``where: what``; a traceback only with --debug.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import crypto
@@ -25,11 +26,15 @@ from config.loader import ConfigProblems, LoadedConfig
 from config.loader import load as config_load
 from gateway.app import run as app_run
 from gateway.errors import ConfigError, EnvelopeInvalid, GatewayError
-from gateway.node import build_node
+from gateway.node import Node, build_node
 from gateway.pipeline import NOWHERE, adapt_input
+from gateway.quarantine import replay
 from gateway.spool import Spool
+from monitoring.audit import AuditLog
+from monitoring.audit import verify as audit_verify
 from monitoring.logging import setup as log_setup
 
+BEIJING = timezone(timedelta(hours=8))
 EXIT_OK = 0
 EXIT_BAD = 1
 EXIT_USAGE = 2
@@ -326,6 +331,119 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _operator() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _audit_for(node: Node) -> AuditLog:
+    """The node's audit log, opened by this process for an operator action."""
+    a = node.config.model.node.audit
+    return AuditLog.open(
+        node.audit_dir,
+        node=node.name,
+        signer=lambda: node.ring.current(datetime.now(UTC)),
+        fsync="entry",
+        max_file_bytes=a.max_file_bytes,
+        checkpoint_every=a.checkpoint_every,
+        checkpoint_seconds=a.checkpoint_seconds,
+    )
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    m = loaded.model
+    keys: list[crypto.PublicKey] = [crypto.load_public_key(p) for p in args.pub]
+    for i, kf in enumerate(m.node.keys):
+        try:
+            keys.append(crypto.load_private_key(loaded.resolve(kf.file)).public)
+        except GatewayError as exc:
+            if not args.pub:
+                raise ConfigError(
+                    f"{loaded.path}: node.keys.{i}.file: {exc} "
+                    "(auditors without the private key: pass --pub FILE)"
+                ) from exc
+    keys += [
+        crypto.load_public_key(loaded.resolve(p)) for p in m.node.audit.retired_keys
+    ]
+    a = m.node.audit
+    directory = (
+        loaded.resolve(a.dir) if a.dir else loaded.resolve(m.node.state_dir) / "audit"
+    )
+    result = audit_verify(directory, keys)
+    print(result.report())
+    return int(result.exit_code)
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    path = loaded.resolve(loaded.model.node.state_dir) / "spool.db"
+    if args.action == "list":
+        if not path.exists():
+            return EXIT_OK
+        with Spool(path, readonly=True) as spool:
+            entries = spool.list_quarantine(
+                source=args.source, include_replayed=args.all, limit=args.limit
+            )
+        for e in entries:
+            when = datetime.fromtimestamp(e.received_at, UTC).astimezone(BEIJING)
+            print(
+                f"{e.intake_id}  {when:%Y-%m-%d %H:%M:%S}  {e.source:<24} "
+                f"{e.size:>9} B  {e.reason_code:<18} {e.status}  {e.message}"
+            )
+        return EXIT_OK
+    if args.id is None:
+        raise UsageError(f"quarantine {args.action}: an intake id is required")
+    if args.action == "show":
+        with Spool(path, readonly=True) as spool:
+            stored = spool.get_input(args.id)
+        if stored is None:
+            _fail(args.id, "no such intake id")
+            return EXIT_BAD
+        p = stored.provenance
+        out = {
+            "intake_id": stored.intake_id,
+            "status": str(stored.status),
+            "source": p.source,
+            "remote_addr": p.remote_addr,
+            "token_id": p.token_id,
+            "received_at": datetime.fromtimestamp(p.received_at, UTC).isoformat(),
+            "content_type": p.content_type,
+            "sm3": p.digest_hex,
+            "size": len(stored.raw),
+            "reason": {"code": stored.reason_code, "message": stored.reason_message},
+            "rejects": [
+                {"locator": r.locator, "code": r.code, "message": r.message}
+                for r in stored.rejects
+            ],
+        }
+        print(json.dumps(out, ensure_ascii=False, indent=1))
+        if args.raw:
+            Path(args.raw).write_bytes(stored.raw)
+        return EXIT_OK
+    node = build_node(loaded)
+    with Spool(path) as spool, _audit_for(node) as audit:
+        result = replay(spool, node.sources, node.catalogue, args.id, now=time.time())
+        user = _operator()
+        audit.append(
+            "input_replayed",
+            actor=f"operator:{user}",
+            outcome="ok" if result.accepted else "refused",
+            code=result.code,
+            intake_id=args.id,
+            user=user,
+            records=result.records,
+            rejected=result.rejected,
+        )
+    if result.accepted:
+        print(
+            f"{args.id}: accepted on replay: {result.records} records, "
+            f"{result.rejected} rejected"
+        )
+        return EXIT_OK
+    _fail(args.id, f"still refused ({result.code}): {result.message}")
+    return EXIT_BAD
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
@@ -392,6 +510,28 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--config", required=True)
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
+
+    au = sub.add_parser("audit", help="audit log tools")
+    ausub = au.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    av = ausub.add_parser("verify", help="verify the tamper-evident audit chain")
+    av.add_argument("--config", required=True)
+    av.add_argument(
+        "--pub",
+        action="append",
+        default=[],
+        help="public key that may have signed checkpoints (repeatable)",
+    )
+    av.set_defaults(func=cmd_audit_verify)
+
+    q = sub.add_parser("quarantine", help="inspect and replay quarantined inputs")
+    q.add_argument("action", choices=["list", "show", "replay"])
+    q.add_argument("id", nargs="?", help="intake id (show, replay)")
+    q.add_argument("--config", required=True)
+    q.add_argument("--source", help="list: only this source")
+    q.add_argument("--all", action="store_true", help="list: include replayed inputs")
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--raw", help="show: also write the original bytes to this file")
+    q.set_defaults(func=cmd_quarantine)
 
     e = sub.add_parser("envelope", help="envelope tools")
     esub = e.add_subparsers(

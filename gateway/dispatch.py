@@ -32,6 +32,7 @@ from gateway.errors import (
 )
 from gateway.forwarders.base import Forwarder
 from gateway.node import Destination
+from gateway.provenance import OriginStore, origin_meta
 from gateway.records import LeasedEnvelope, LeasedItem
 from gateway.spool import AsyncSpool
 from monitoring.events import Events
@@ -96,8 +97,11 @@ class DestinationWorker:
         events: Events,
         *,
         clock: Callable[[], float] = time.time,
+        origins: OriginStore | None = None,
     ) -> None:
         self.dest = dest
+        # A hub forwarding onward carries each record's origin proof along.
+        self.origins = origins
         self.name = dest.cfg.name
         self.forwarder = forwarder
         self.spool = spool
@@ -184,6 +188,15 @@ class DestinationWorker:
                 break
             keep.append(it)
             size += len(it.canonical)
+        meta = {"destination": self.name}
+        if self.origins is not None:
+            found = await asyncio.to_thread(
+                self.origins.lookup, [it.digest_hex for it in keep]
+            )
+            if found:
+                extra, fit = origin_meta([it.digest_hex for it in keep], found)
+                keep = keep[:fit]
+                meta.update(extra)
         rest = [it.item_id for it in items[len(keep) :]]
         if rest:
             await self.spool.release(
@@ -202,7 +215,7 @@ class DestinationWorker:
             content_type=BATCH_CONTENT_TYPE,
             compression=cfg.compression,
             manifest=manifest,
-            meta={"destination": self.name},
+            meta=meta,
             envelope_id=env_id,
         )
         digest = await asyncio.to_thread(crypto.sm3, envelope)
@@ -227,6 +240,8 @@ class DestinationWorker:
             records=len(keep),
             envelope_id=env_id,
             seconds=time.perf_counter() - started,
+            envelope_sm3=digest.hex(),
+            key_id=sender.id,
         )
         self.envelopes_ready.set()
         return len(items)
@@ -337,9 +352,10 @@ class DestinationWorker:
             )
         except ResealRequired as exc:
             await self._give_back(env, exc)
-            await self.spool.requeue_envelope(
+            n = await self.spool.requeue_envelope(
                 env.envelope_id, now=self._clock(), reason=exc.code
             )
+            self.events.resealed(self.name, envelope_id=env.envelope_id, records=n)
             self.records_ready.set()
             return
         except PermanentDeliveryError as exc:
@@ -367,6 +383,9 @@ class DestinationWorker:
             records=len(env.item_ids),
             envelope_id=env.envelope_id,
             seconds=time.perf_counter() - started,
+            receipt_sm3=crypto.sm3(receipt_raw).hex(),
+            peer=receipt.receiver,
+            attempt=env.attempts + 1,
         )
 
     async def _give_back(

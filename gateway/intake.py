@@ -266,14 +266,14 @@ class Intake:
             )
         if not self.disk_ok():
             # Refuse well before the disk is full: nothing is dropped silently.
-            self.events.input_throttled(source)
+            self.events.input_throttled(source, remote=remote_addr)
             return _error(503, "E_QUOTA", headers={"Retry-After": "60"})
         try:
             answer = await self.spool.put_intake(
                 prov, data, adapted.records, adapted.rejects, now=prov.received_at
             )
         except QuotaExceeded as exc:
-            self.events.input_throttled(source)
+            self.events.input_throttled(source, remote=remote_addr)
             return _error(
                 503,
                 "E_QUOTA",
@@ -296,6 +296,10 @@ class Intake:
                 rejected=len(adapted.rejects),
                 seconds=time.perf_counter() - started,
                 intake_id=answer.intake_id,
+                remote=prov.remote_addr,
+                token_id=prov.token_id,
+                input_sm3=prov.digest_hex,
+                rejected_by=dict(adapted.by_reason),
             )
             if adapted.records:
                 self.notify(tuple({d for r in adapted.records for d in r.destinations}))
@@ -327,7 +331,14 @@ class Intake:
         except SpoolError:
             self.events.input_refused(prov.source, "E_SPOOL", intake_id=None)
             return _error(503, "E_SPOOL", headers={"Retry-After": "30"})
-        self.events.input_refused(prov.source, code, intake_id=answer.intake_id)
+        self.events.input_refused(
+            prov.source,
+            code,
+            intake_id=answer.intake_id,
+            remote=prov.remote_addr,
+            token_id=prov.token_id,
+            input_sm3=prov.digest_hex,
+        )
         if answer.repeated:
             return Outcome(answer.status, answer.body, answer.intake_id, stored=True)
         return _error(

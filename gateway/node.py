@@ -19,10 +19,15 @@ from adapters.base import Adapter
 from adapters.catalogue import Catalogue, default_catalogue
 from adapters.registry import REGISTRY
 from config.loader import LoadedConfig
-from config.models import HttpDestination, SourceConfig
+from config.models import AnyDestination, SourceConfig
 from gateway.errors import ConfigError, GatewayError
 from gateway.pipeline import NOWHERE, Route, fixed
 from gateway.routing import Router
+from gateway.transports.checks import (
+    destination_problems,
+    envelope_dir_problems,
+    source_problems,
+)
 
 __all__ = ["Destination", "Node", "Source", "build_node"]
 
@@ -40,7 +45,7 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    cfg: HttpDestination
+    cfg: AnyDestination
     recipients: tuple[crypto.PublicKey, ...]
     receipt_signers: crypto.PeerTable
 
@@ -67,6 +72,11 @@ class Node:
     @property
     def spool_path(self) -> Path:
         return self.state_dir / "spool.db"
+
+    @property
+    def audit_dir(self) -> Path:
+        a = self.config.model.node.audit
+        return self.config.resolve(a.dir) if a.dir else self.state_dir / "audit"
 
 
 class _Problems:
@@ -153,10 +163,8 @@ def build_node(cfg: LoadedConfig) -> Node:
         signers = _public_keys(
             cfg, p, f"destinations.{i}.receipt_keys", d.receipt_keys or d.recipient_keys
         )
-        for attr in ("ca_file", "cert_file", "key_file"):
-            f = getattr(d.tls, attr)
-            if f and not cfg.resolve(f).is_file():
-                p.add(f"destinations.{i}.tls.{attr}", f"{cfg.resolve(f)}: no such file")
+        for where, problem in destination_problems(d, cfg.resolve):
+            p.add(f"destinations.{i}.{where}", problem)
         dests[d.name] = Destination(d, tuple(recips), crypto.PeerTable(signers))
 
     sources: dict[str, Source] = {}
@@ -182,8 +190,8 @@ def build_node(cfg: LoadedConfig) -> Node:
                 tokens.append((token_id(tok), tok))
             except ConfigError as exc:
                 p.add(f"sources.{i}.token_files.{j}", str(exc))
-        if not s.token_files:
-            p.add(f"sources.{i}.token_files", "at least one token file is required")
+        for where, problem in source_problems(s, cfg.resolve):
+            p.add(f"sources.{i}.{where}", problem)
         if adapter is not None:
             if router.active:
                 route = _routed(router, s.name)
@@ -206,6 +214,9 @@ def build_node(cfg: LoadedConfig) -> Node:
                 continue
             senders.add(k)
             names[k.id] = snd.name
+        for j, e in enumerate(m.hub.envelope_dirs):
+            for where, problem in envelope_dir_problems(e, cfg.resolve):
+                p.add(f"hub.envelope_dirs.{j}.{where}", problem)
         if m.hub.sink_dir and not _creatable(cfg.resolve(m.hub.sink_dir)):
             p.add("hub.sink_dir", f"{cfg.resolve(m.hub.sink_dir)}: cannot be created")
     if p.items:

@@ -142,7 +142,7 @@ KINDS: Mapping[str, tuple[str, str]] = {
     "node_stopping": ("ok", "the node began a clean shutdown"),
     # the audit log itself
     "log_opened": ("ok", "a process opened the audit log for writing"),
-    "log_recovered": ("ok", "a torn last line (crash during a write) was cut off"),
+    "log_recovered": ("ok", "on open: a torn line was cut off, or damage was found"),
     "entries_lost": ("failed", "events were dropped: the audit queue was full"),
     "checkpoint": ("ok", "signed checkpoint over the chain up to this entry"),
 }
@@ -188,6 +188,7 @@ FIELDS: Mapping[str, tuple[str, str]] = {
     "retry_after_s": (_I, "Retry-After seconds"),
     "dropped": (_I, "number of events dropped (entries_lost)"),
     "dropped_bytes": (_I, "number of torn bytes cut off (log_recovered)"),
+    "head_seq": (_I, "seq named by audit-head.json (log_recovered)"),
     "line": (_I, "line number in an audit file"),
     "pid": (_I, "process id"),
     "rejected_by": (_C, "rejected records by reason code"),
@@ -198,7 +199,7 @@ FIELDS: Mapping[str, tuple[str, str]] = {
     # what and how
     "reason": (
         _S,
-        "short machine-readable reason (checkpoint: count, interval, rotate, close, request)",
+        "short machine-readable reason (see docs/audit.md)",
     ),
     "detail": (
         _S,
@@ -562,7 +563,8 @@ class _Chain:
         self.last_checkpoint = time.monotonic()
         self.items_done = 0  # items of the current write() that are committed
         self._times = _TimeFormat()
-        self._recovered: list[dict[str, object]] = []
+        self._recovered: list[tuple[str, dict[str, object]]] = []  # outcome, data
+        self._opened = False
         self._buf: list[bytes] = []
         self._buf_bytes = 0
         self._buf_items = 0
@@ -606,21 +608,23 @@ class _Chain:
             self._open_file(1, create=True)
             self.seq, self.head = 0, GENESIS
             self._committed = (self.seq, self.head, self.since_checkpoint)
+            if not self._opened:
+                self._opened = True
+                self._check_head([])
             return
         index, path = files[-1]
         if self.fd < 0 or index != self.index:
             self._open_file(index, create=False)
-        size = os.fstat(self.fd).st_size
-        complete, last = _scan_tail(self.fd, size)
-        if complete < size:
-            self._cut_torn(path, complete, size)
-        self.size = complete
+        last = self._tail_of(self.fd, path)
+        self.size = os.fstat(self.fd).st_size
+        # The last file may be empty (a crash right after rotating): the chain
+        # then ends in an earlier file, whose own torn tail is cut too.
         j = len(files) - 1
         while last is None and j > 0:
             j -= 1
-            pfd = os.open(files[j][1], os.O_RDONLY | os.O_CLOEXEC)
+            pfd = os.open(files[j][1], os.O_RDWR | os.O_CLOEXEC)
             try:
-                _, last = _scan_tail(pfd, os.fstat(pfd).st_size)
+                last = self._tail_of(pfd, files[j][1])
             finally:
                 os.close(pfd)
         if last is None:
@@ -640,24 +644,77 @@ class _Chain:
                 ) from exc
             self.seq, self.head = obj["seq"], obj["hash"]
         self._committed = (self.seq, self.head, self.since_checkpoint)
+        if not self._opened:
+            self._opened = True
+            self._check_head(files[: j + 1] if last is not None else [])
 
-    def _cut_torn(self, path: Path, complete: int, size: int) -> None:
-        fragment = os.pread(self.fd, size - complete, complete)
-        line = _count_lines(self.fd, complete) + 1
-        os.ftruncate(self.fd, complete)
-        os.fsync(self.fd)
+    def _check_head(self, files: list[tuple[int, Path]]) -> None:
+        """On open: is the log at least as long as its signed head says?
+
+        ``files`` ends with the file that holds the last entry.
+        """
+        raw = _read_head(self.dir)
+        if raw is None:
+            # Any checkpoint wrote a head. A file before the last one ends with
+            # a rotation checkpoint; otherwise look through the last one.
+            has_checkpoint = len(files) > 1 or (
+                len(files) == 1 and b'"kind":"checkpoint"' in files[0][1].read_bytes()
+            )
+            if has_checkpoint:
+                self._record_finding(
+                    "head_missing",
+                    f"{HEAD_FILE} was missing when the log was opened (deleted?)",
+                )
+            return
+        try:
+            head = _parse_line(raw.removesuffix(b"\n"))
+        except ValueError:
+            self._record_finding(
+                "head_invalid",
+                f"{HEAD_FILE} did not check out when the log was opened (edited?)",
+            )
+            return
+        if head["seq"] > self.seq:
+            self._record_finding(
+                "truncated",
+                f"the log ended at seq {self.seq}, before its signed head: "
+                "entries were removed from the end",
+                head_seq=head["seq"],
+            )
+
+    def _record_finding(self, reason: str, detail: str, **more: object) -> None:
+        log.error("Audit log damaged.", extra={"reason": reason, "detail": detail})
+        self._recovered.append(("failed", {"reason": reason, "detail": detail, **more}))
+
+    def _tail_of(self, fd: int, path: Path) -> bytes | None:
+        """The last complete line of a file, after cutting a torn tail off."""
+        size = os.fstat(fd).st_size
+        complete, last = _scan_tail(fd, size)
+        if complete < size:
+            self._cut_torn(fd, path, complete, size)
+        return last
+
+    def _cut_torn(self, fd: int, path: Path, complete: int, size: int) -> None:
+        fragment = os.pread(fd, size - complete, complete)
+        line = _count_lines(fd, complete) + 1
+        os.ftruncate(fd, complete)
+        os.fsync(fd)
         log.warning(
             "Audit log: torn last line cut off.",
             extra={"file": path.name, "line": line, "bytes": len(fragment)},
         )
         self._recovered.append(
-            {
-                "file": path.name,
-                "line": line,
-                "dropped_bytes": len(fragment),
-                "dropped_sm3": sm3(fragment).hex(),
-                "detail": "partial last line after a crash was cut off",
-            }
+            (
+                "ok",
+                {
+                    "reason": "torn",
+                    "file": path.name,
+                    "line": line,
+                    "dropped_bytes": len(fragment),
+                    "dropped_sm3": sm3(fragment).hex(),
+                    "detail": "partial last line after a crash was cut off",
+                },
+            )
         )
 
     # building lines
@@ -705,15 +762,20 @@ class _Chain:
             log.error(
                 "Audit checkpoint skipped: no signing key.", extra={"error": str(exc)}
             )
+            self.last_checkpoint = time.monotonic()  # try again an interval later
             return False
         data: dict[str, object] = {"key_id": key.id, "reason": reason, "final": final}
         self._emit(_Item(when=now, kind="checkpoint", data=data), checkpoint_key=key)
         return True
 
     def _emit_recovered(self, now: datetime) -> None:
-        for rec in self._recovered:
-            self._emit(_Item(when=now, kind="log_recovered", data=dict(rec)))
+        for outcome, data in self._recovered:
+            item = _Item(when=now, kind="log_recovered", outcome=outcome, data=data)
+            self._emit(item)
             self._buf_recovered = True
+        if any(outcome != "ok" for outcome, _ in self._recovered):
+            # Sign the finding at once, so that it cannot be cut off in turn.
+            self._emit_checkpoint(now, "recovered", final=False)
 
     @property
     def committed_seq(self) -> int:
@@ -725,12 +787,11 @@ class _Chain:
         if not self._buf:
             return
         data = b"".join(self._buf)
+        head_line = self._head_line
         try:
             _write_all(self.fd, data)
             if self.fsync != "off" or self._must_sync:
                 os.fsync(self.fd)
-            if self._head_line is not None:
-                self._write_head(self._head_line)
         except OSError:
             with suppress(OSError):
                 os.ftruncate(self.fd, self.size)
@@ -743,8 +804,6 @@ class _Chain:
             self._must_sync = False
             raise
         self.size += len(data)
-        if self._head_line is not None:
-            self.last_checkpoint = time.monotonic()
         self._committed = (self.seq, self.head, self.since_checkpoint)
         self.items_done += self._buf_items
         if self._buf_recovered:
@@ -755,6 +814,14 @@ class _Chain:
         self._buf_recovered = False
         self._head_line = None
         self._must_sync = False
+        if head_line is not None:
+            self.last_checkpoint = time.monotonic()
+            # The entries are durable; a stale head only weakens the check of
+            # the end (it never names more than the log holds), so go on.
+            try:
+                self._write_head(head_line)
+            except OSError as exc:
+                log.error("Audit head not updated.", extra={"error": str(exc)})
 
     def _write_head(self, line: bytes) -> None:
         tmp = self.dir / _HEAD_TMP
@@ -874,6 +941,8 @@ class AuditLog:
         self._queue: queue.SimpleQueue[_Queued] = queue.SimpleQueue()
         self._lost = 0  # events dropped on a full queue (written by appenders)
         self._lost_reported = 0  # ... of which recorded (writer thread only)
+        self._carried = 0  # events the writer holds for a retry
+        self._wake = threading.Event()  # ends a retry back-off early (close)
         self._error: AuditError | None = None
         self._closing = False
         self._stopped = False
@@ -974,7 +1043,7 @@ class AuditLog:
         item = _make_item(self._clock(), kind, actor, remote, outcome, code, fields)
         if self._closing:
             raise AuditError("audit log is closed")
-        if self._queue.qsize() >= self._max_pending:
+        if self._queue.qsize() + self._carried >= self._max_pending:
             self._lost += 1
             return
         self._queue.put(item)
@@ -1050,6 +1119,11 @@ class AuditLog:
         return self._error is None and not self._closing
 
     @property
+    def checkpoint_age_s(self) -> float:
+        """Seconds since the last signed checkpoint (for the staleness alert)."""
+        return max(0.0, time.monotonic() - self._chain.last_checkpoint)
+
+    @property
     def pending(self) -> int:
         """Events queued and not yet written (approximately)."""
         return self._queue.qsize()
@@ -1062,6 +1136,7 @@ class AuditLog:
         if not self._closing:
             self._closing = True
             self._queue.put(_Close())
+            self._wake.set()
         self._thread.join()
         if self._error is not None:
             raise AuditError(f"audit log closed with unwritten events: {self._error}")
@@ -1139,6 +1214,7 @@ class AuditLog:
                     flushes.append((len(items), x))
                 else:
                     items.append(x)
+            self._chain.items_done = 0
             try:
                 if items:
                     self._chain.write(items, self._clock())
@@ -1151,19 +1227,21 @@ class AuditLog:
                     f"{self._chain.dir}: cannot write the audit log ({why})"
                 )
                 log.error("Audit write failed.", extra={"error": str(err)})
+                carry = list(items[done:])
+                self._carried = len(carry)
                 self._error = err
                 self._last_seq = self._chain.committed_seq
                 for pos, f in flushes:
                     _settle(f.future, self._last_seq if pos <= done else err)
-                carry = list(items[done:])
                 failures += 1
                 if closing and failures >= 2:
                     self._stop()
                     return
-                # Back off, but wake up for a close.
-                self._drain(carry, wait=min(30.0, 0.5 * 2 ** min(failures - 1, 6)))
+                # Back off; close() cuts it short.
+                self._wake.wait(min(30.0, 0.5 * 2 ** min(failures - 1, 6)))
                 continue
             failures = 0
+            self._carried = 0
             self._error = None
             self._last_seq = self._chain.committed_seq
             for _, f in flushes:
@@ -1312,12 +1390,14 @@ def _check_entry(w: _Walk, name: str, lineno: int, body: bytes) -> Problem | Non
         if w.seq == 0:
             why = f"the log starts at seq {seq}, not 1: earlier entries or files are missing"
         elif seq > expected:
+            gap = seq - expected
+            what = "1 entry is" if gap == 1 else f"{gap} entries are"
             why = (
-                f"seq {seq} follows seq {w.seq}: {seq - expected} entries are missing "
-                "(deleted or truncated)"
+                f"seq {seq} follows seq {w.seq}: {what} missing here "
+                "(deleted, truncated or moved)"
             )
         else:
-            why = f"seq {seq} follows seq {w.seq}: out of order (inserted or reordered)"
+            why = f"seq {seq} follows seq {w.seq}: out of order (inserted or moved)"
         return w.problem(name, lineno, seq, why)
     if obj["prev"] != w.head:
         if w.seq == 0:
@@ -1328,6 +1408,21 @@ def _check_entry(w: _Walk, name: str, lineno: int, body: bytes) -> Problem | Non
                 f"{w.last_line}): that entry was altered, or this one was inserted"
             )
         return w.problem(name, lineno, seq, why)
+    if obj["kind"] == "log_recovered":
+        finding = obj["data"].get("reason")
+        if finding == "truncated":
+            return w.problem(
+                name,
+                lineno,
+                seq,
+                "the writer found the log shorter than its signed head (seq "
+                f"{obj['data'].get('head_seq')}) when it reopened it: entries before "
+                "this one were removed",
+            )
+        if finding in ("head_missing", "head_invalid"):
+            w.warnings.append(
+                w.problem(name, lineno, seq, f"recorded: {obj['data'].get('detail')}")
+            )
     if obj["kind"] == "checkpoint":
         try:
             _check_signature(obj, w.keys)
@@ -1373,11 +1468,15 @@ def _walk_file(w: _Walk, path: Path, *, is_last: bool) -> Problem | None:
     return None
 
 
-def _check_head(w: _Walk, d: Path) -> Problem | None:
-    hp = d / HEAD_FILE
+def _read_head(d: Path) -> bytes | None:
     try:
-        raw = hp.read_bytes()
+        return (d / HEAD_FILE).read_bytes()
     except FileNotFoundError:
+        return None
+
+
+def _check_head(w: _Walk, raw: bytes | None) -> Problem | None:
+    if raw is None:
         if w.checkpoints:
             w.warnings.append(
                 w.problem(
@@ -1429,13 +1528,25 @@ def verify(
     in ``audit-head.json``. Errors (``ok`` False, ``exit_code`` 1): an edited,
     deleted, inserted or reordered entry, a partial line inside the log, a
     missing file, a forged checkpoint or head, an end shorter than the signed
-    head. Warnings only: a torn last line (a crash), entries after the last
-    checkpoint (not covered by a signature), no head file.
+    head (now, or as recorded by a writer that reopened the log). Warnings
+    only: a torn last line (a crash), entries after the last checkpoint (not
+    covered by a signature), no head file. Never raises for a bad log.
     """
     d = Path(directory)
     w = _Walk(keys={k.id: k for k in keys})
-    files = _list_files(d)
-    head_seq: int | None = None
+    try:
+        files = _list_files(d)
+        head = _read_head(d)
+        tail = len(files) - 1
+        while tail > 0 and files[tail][1].stat().st_size == 0:
+            tail -= 1
+    except OSError as exc:
+        return VerifyResult(
+            directory=str(d),
+            error=Problem(
+                file=".", line=None, seq=None, reason=f"cannot read ({exc.strerror})"
+            ),
+        )
 
     def result(error: Problem | None) -> VerifyResult:
         return VerifyResult(
@@ -1455,6 +1566,10 @@ def verify(
             and w.last_final,
         )
 
+    # The head is read before the files: files only grow, so a head read first
+    # never names an entry they lack, even while a writer is appending. A torn
+    # line may end the last non-empty file (a crash, or a write going on).
+    head_seq = None if head is None else _claimed_seq(head)
     expected = 1
     for n, (index, path) in enumerate(files):
         if index != expected:
@@ -1462,23 +1577,29 @@ def verify(
             return result(w.problem(path.name, 1, w.seq + 1, why))
         expected += 1
         w.files += 1
-        problem = _walk_file(w, path, is_last=n == len(files) - 1)
+        try:
+            problem = _walk_file(w, path, is_last=n >= tail)
+        except OSError as exc:
+            problem = w.problem(path.name, None, None, f"cannot read ({exc.strerror})")
         if problem is not None:
             return result(problem)
     if w.entries == 0:
         return result(w.problem(file_name(1), None, 1, "the log has no entries"))
+    successor = d / file_name(files[-1][0] + 1)
     if (
         w.last_kind == "checkpoint"
         and w.last_reason == "rotate"
         and w.last_file == files[-1][1].name
+        and not successor.exists()  # (a writer may have just rotated)
     ):
-        why = f"missing: {w.last_file} ends with a rotation checkpoint, so this file was created (deleted?)"
-        return result(w.problem(file_name(files[-1][0] + 1), None, w.seq + 1, why))
-    problem = _check_head(w, d)
+        why = (
+            f"missing: {w.last_file} ends with a rotation checkpoint, so this file "
+            "was created (deleted?)"
+        )
+        return result(w.problem(successor.name, None, w.seq + 1, why))
+    problem = _check_head(w, head)
     if problem is not None:
         return result(problem)
-    with suppress(OSError, ValueError):
-        head_seq = _claimed_seq((d / HEAD_FILE).read_bytes())
     if w.first_unsigned is not None:
         u = w.first_unsigned
         w.warnings.append(

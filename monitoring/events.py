@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,12 +21,17 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from gateway.errors import GatewayError
+
 __all__ = ["Events"]
+
+if TYPE_CHECKING:
+    from monitoring.audit import AuditLog
 
 log = logging.getLogger("gateway")
 
 # `*_created` series double the exposition and nobody alerts on them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _LATENCY = (
     0.001,
@@ -49,6 +55,8 @@ _LATENCY = (
 class Events:
     def __init__(self, registry: CollectorRegistry, *, node: str, version: str) -> None:
         self.registry = registry
+        # Set once the audit log is open; every event below is also audited.
+        self.audit: AuditLog | None = None
         r = registry
         self._build = Info("gateway_build", "Build information.", registry=r)
         self._build.info({"version": version, "node": node})
@@ -186,12 +194,45 @@ class Events:
             ["key_id"],
             registry=r,
         )
+        self.audit_checkpoint_age = Gauge(
+            "gateway_audit_checkpoint_age_seconds",
+            "Seconds since the audit log's last signed checkpoint.",
+            registry=r,
+        )
         self.sealing_key = Gauge(
             "gateway_sealing_key_info",
             "1 for the key that seals now.",
             ["key_id"],
             registry=r,
         )
+        self.files = Counter(
+            "gateway_files_total",
+            "Files taken from SFTP servers and drop folders, by source and outcome.",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.transport_errors = Counter(
+            "gateway_transport_errors_total",
+            "SFTP and drop-folder failures, by component (source, destination or "
+            "envelope folder name) and code.",
+            ["component", "code"],
+            registry=r,
+        )
+
+    def _audit(self, kind: str, **fields: Any) -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit.append(
+                kind, **{k: v for k, v in fields.items() if v is not None and v != ""}
+            )
+        except (ValueError, TypeError):
+            # A field outside the audit vocabulary is our bug: loud, but not fatal.
+            log.exception("Audit event refused.", extra={"kind": kind})
+        except GatewayError as exc:  # the audit log is closed or failing
+            log.error(
+                "Audit event not written.", extra={"kind": kind, "detail": str(exc)}
+            )
 
     def known(self, sources: list[str], destinations: list[str], *, hub: bool) -> None:
         """Create every series of the configured names at zero (alerts see 0, not absence)."""
@@ -239,9 +280,35 @@ class Events:
         rejected: int,
         seconds: float,
         intake_id: str,
+        remote: str | None = None,
+        token_id: str | None = None,
+        input_sm3: str | None = None,
+        rejected_by: dict[str, int] | None = None,
     ) -> None:
         self.inputs.labels(source, "accepted").inc()
         self.ingest_seconds.labels(source).observe(seconds)
+        actor = f"source:{source}"
+        self._audit(
+            "input_accepted",
+            actor=actor,
+            remote=remote,
+            source=source,
+            token_id=token_id,
+            intake_id=intake_id,
+            input_sm3=input_sm3,
+            records=records,
+            rejected=rejected,
+        )
+        if rejected:
+            self._audit(
+                "records_rejected",
+                actor=actor,
+                remote=remote,
+                source=source,
+                intake_id=intake_id,
+                rejected=rejected,
+                rejected_by=rejected_by,
+            )
         log.info(
             "Input accepted.",
             extra={
@@ -252,11 +319,30 @@ class Events:
             },
         )
 
-    def input_refused(self, source: str, code: str, *, intake_id: str | None) -> None:
+    def input_refused(
+        self,
+        source: str,
+        code: str,
+        *,
+        intake_id: str | None,
+        remote: str | None = None,
+        token_id: str | None = None,
+        input_sm3: str | None = None,
+    ) -> None:
         self.inputs.labels(source, "refused").inc()
         self.rejects.labels(source, code).inc()
         if intake_id is not None:
             self.quarantined.labels(source, code).inc()
+        self._audit(
+            "input_quarantined" if intake_id is not None else "input_refused",
+            actor=f"source:{source}",
+            remote=remote,
+            code=code,
+            source=source,
+            token_id=token_id,
+            intake_id=intake_id,
+            input_sm3=input_sm3,
+        )
         log.warning(
             "Input refused.",
             extra={"source": source, "code": code, "intake_id": intake_id},
@@ -266,12 +352,22 @@ class Events:
         self.held_inputs.labels(source).inc()
         log.warning("Input held: error budget exceeded.", extra={"source": source})
 
-    def input_throttled(self, source: str) -> None:
+    def input_throttled(self, source: str, *, remote: str | None = None) -> None:
         self.inputs.labels(source, "throttled").inc()
+        self._audit(
+            "input_throttled",
+            actor=f"source:{source}",
+            remote=remote,
+            code="E_QUOTA",
+            source=source,
+        )
         log.warning("Input refused: spool over quota.", extra={"source": source})
 
     def auth_failed(self, source: str, remote: str) -> None:
         self.auth_failures.labels(source).inc()
+        self._audit(
+            "auth_failed", actor=f"source:{source}", remote=remote, source=source
+        )
         log.warning(
             "Authentication failed.", extra={"source": source, "remote": remote}
         )
@@ -288,11 +384,26 @@ class Events:
     # -- delivery -------------------------------------------------------------
 
     def sealed(
-        self, destination: str, *, records: int, envelope_id: str, seconds: float
+        self,
+        destination: str,
+        *,
+        records: int,
+        envelope_id: str,
+        seconds: float,
+        envelope_sm3: str | None = None,
+        key_id: str | None = None,
     ) -> None:
         self.sealed_records.labels(destination).inc(records)
         self.envelopes.labels(destination, "sealed").inc()
         self.crypto_seconds.labels("seal").observe(seconds)
+        self._audit(
+            "envelope_sealed",
+            destination=destination,
+            envelope_id=envelope_id,
+            records=records,
+            envelope_sm3=envelope_sm3,
+            key_id=key_id,
+        )
         log.info(
             "Envelope sealed.",
             extra={
@@ -303,11 +414,34 @@ class Events:
         )
 
     def delivered(
-        self, destination: str, *, records: int, envelope_id: str, seconds: float
+        self,
+        destination: str,
+        *,
+        records: int,
+        envelope_id: str,
+        seconds: float,
+        receipt_sm3: str | None = None,
+        peer: str | None = None,
+        attempt: int | None = None,
     ) -> None:
         self.envelopes.labels(destination, "delivered").inc()
         self.delivered_records.labels(destination).inc(records)
         self.delivery_seconds.labels(destination).observe(seconds)
+        self._audit(
+            "send_attempt",
+            destination=destination,
+            envelope_id=envelope_id,
+            attempt=attempt,
+            duration_ms=int(seconds * 1000),
+        )
+        self._audit(
+            "receipt_verified",
+            destination=destination,
+            envelope_id=envelope_id,
+            records=records,
+            receipt_sm3=receipt_sm3,
+            peer=peer,
+        )
         log.info(
             "Envelope delivered.",
             extra={"destination": destination, "envelope_id": envelope_id},
@@ -325,6 +459,28 @@ class Events:
         self.envelopes.labels(destination, "dead" if permanent else "retry").inc()
         if not permanent:
             self.retries.labels(destination, code).inc()
+        self._audit(
+            "send_attempt",
+            outcome="failed",
+            code=_code(code),
+            destination=destination,
+            envelope_id=envelope_id,
+            permanent=permanent,
+        )
+        if code in ("E_RECEIPT", "E_RECEIPT_INVALID"):
+            self._audit(
+                "receipt_invalid",
+                code=_code(code),
+                destination=destination,
+                envelope_id=envelope_id,
+            )
+        if permanent:
+            self._audit(
+                "dead_lettered",
+                code=_code(code),
+                destination=destination,
+                envelope_id=envelope_id,
+            )
         level = logging.ERROR if permanent else logging.WARNING
         log.log(
             level,
@@ -358,8 +514,24 @@ class Events:
         envelope_id: str = "",
         sender: str = "",
         detail: str = "",
+        remote: str | None = None,
+        envelope_sm3: str | None = None,
+        code: str | None = None,
     ) -> None:
         self.hub_envelopes.labels(outcome).inc()
+        self._audit(
+            "envelope_received",
+            actor=f"peer:{sender}" if sender else "system",
+            remote=remote,
+            outcome="ok" if outcome in ("accepted", "repeat") else "refused",
+            code=_code(code) if code else None,
+            envelope_id=envelope_id or None,
+            envelope_sm3=envelope_sm3,
+            records=records,
+            duplicates=duplicates,
+            rejected=rejected,
+            repeat=outcome == "repeat",
+        )
         if records:
             self.hub_records.labels("stored").inc(records)
         if duplicates:
@@ -379,6 +551,81 @@ class Events:
             },
         )
 
+    # -- file transports -------------------------------------------------------
+
+    def file_done(self, source: str, outcome: str, *, name: str, detail: str) -> None:
+        """One file handled: accepted, duplicate, quarantined, too_large, envelope."""
+        self.files.labels(source, outcome).inc()
+        log.info(
+            "File processed.",
+            extra={
+                "source": source,
+                "outcome": outcome,
+                "file": name,
+                "detail": detail,
+            },
+        )
+
+    def transport_failed(self, component: str, code: str, *, detail: str) -> None:
+        self.transport_errors.labels(component, code).inc()
+        log.error(
+            "Transport failed; retrying with backoff.",
+            extra={"component": component, "code": code, "detail": detail},
+        )
+
     def timed(self, operation: str) -> Callable[[float], None]:
         h = self.crypto_seconds.labels(operation)
         return h.observe
+
+    # -- node, operators ----------------------------------------------------------
+
+    def resealed(self, destination: str, *, envelope_id: str, records: int) -> None:
+        self._audit(
+            "envelope_resealed",
+            destination=destination,
+            envelope_id=envelope_id,
+            records=records,
+        )
+        log.info(
+            "Envelope given up; its records are sealed again.",
+            extra={"destination": destination, "envelope_id": envelope_id},
+        )
+
+    def receipt_issued(self, *, envelope_id: str, receipt_sm3: str, peer: str) -> None:
+        self._audit(
+            "receipt_issued",
+            envelope_id=envelope_id,
+            receipt_sm3=receipt_sm3,
+            peer=peer,
+        )
+
+    def node(self, kind: str, **fields: Any) -> None:
+        """Life cycle and configuration events (node_started, config_loaded, ...)."""
+        self._audit(kind, **fields)
+
+    def operator(
+        self,
+        kind: str,
+        *,
+        user: str,
+        remote: str | None = None,
+        outcome: str | None = None,
+        code: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """An operator action through the CLI or the admin API."""
+        self._audit(
+            kind,
+            actor=f"operator:{user}",
+            remote=remote,
+            outcome=outcome,
+            code=code,
+            user=user,
+            **fields,
+        )
+        log.info("Operator action.", extra={"kind": kind, "user": user, "code": code})
+
+
+def _code(code: str) -> str:
+    """Codes in the audit log are bounded tokens."""
+    return code if code.isascii() and len(code) <= 64 else "E_OTHER"
