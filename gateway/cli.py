@@ -444,6 +444,26 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return EXIT_BAD
 
 
+def cmd_redrive(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    names = [d.name for d in loaded.model.destinations]
+    if args.destination not in names:
+        raise UsageError(f"redrive: unknown destination {args.destination!r}")
+    node = build_node(loaded)
+    with Spool(node.spool_path) as spool, _audit_for(node) as audit:
+        n = spool.redrive_dead(args.destination, now=time.time())
+        user = _operator()
+        audit.append(
+            "dead_redriven",
+            actor=f"operator:{user}",
+            user=user,
+            destination=args.destination,
+            records=n,
+        )
+    print(f"{args.destination}: {n} dead-lettered records queued again")
+    return EXIT_OK
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
@@ -532,6 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, default=100)
     q.add_argument("--raw", help="show: also write the original bytes to this file")
     q.set_defaults(func=cmd_quarantine)
+
+    rd = sub.add_parser("redrive", help="queue a destination's dead letters again")
+    rd.add_argument("--config", required=True)
+    rd.add_argument("--destination", required=True)
+    rd.set_defaults(func=cmd_redrive)
 
     e = sub.add_parser("envelope", help="envelope tools")
     esub = e.add_subparsers(

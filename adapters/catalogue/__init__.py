@@ -11,6 +11,7 @@ and returns its :class:`Violation` list, empty when the record is valid.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,12 @@ from adapters.catalogue._schema import (
     FieldSpec,
     Stage,
 )
-from adapters.catalogue._validate import Dataset, Violation, validate_fields
+from adapters.catalogue._validate import (
+    Dataset,
+    RecordValidator,
+    Violation,
+    compile_validator,
+)
 from gateway.errors import ConfigError
 
 __all__ = [
@@ -58,6 +64,10 @@ class Catalogue:
     version: str
     datasets: Mapping[str, Dataset]
     code_tables: Mapping[str, CodeTable]
+    # Each data set compiled on first use (the catalogue is immutable, so once).
+    _validators: dict[str, RecordValidator] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def dataset(self, name: str) -> Dataset | None:
         """The data set called ``name`` (e.g. ``"SECTION"``), if defined."""
@@ -71,17 +81,22 @@ class Catalogue:
         self, dataset: str, fields: Mapping[str, str], *, stage: Stage = "intake"
     ) -> list[Violation]:
         """Broken rules of one record; see :func:`validate_record`."""
-        found = self.datasets.get(dataset)
-        if found is None:
-            return [
-                Violation(
-                    field=None,
-                    code="E_DATASET_UNKNOWN",
-                    message_en=f"data set {dataset} is not in catalogue {self.version}",
-                    message_zh=f"数据集{dataset}不在目录{self.version}中",
-                )
-            ]
-        return validate_fields(found, fields, self.code_tables, stage)
+        validator = self._validators.get(dataset)
+        if validator is None:
+            found = self.datasets.get(dataset)
+            if found is None:
+                return [
+                    Violation(
+                        field=None,
+                        code="E_DATASET_UNKNOWN",
+                        message_en=f"data set {dataset} is not in catalogue {self.version}",
+                        message_zh=f"数据集{dataset}不在目录{self.version}中",
+                    )
+                ]
+            # Racing threads may both compile; either result is the same validator.
+            validator = compile_validator(found, self.code_tables)
+            self._validators[dataset] = validator
+        return validator(fields, stage)
 
 
 def _read(path: Path, model: type[_Model], problems: list[str]) -> _Model | None:

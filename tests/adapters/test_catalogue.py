@@ -9,19 +9,25 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from adapters.catalogue import (
     CATALOGUE_DIR,
     Catalogue,
+    FieldSpec,
+    Stage,
     Violation,
     default_catalogue,
     load_catalogue,
     validate_record,
 )
+from adapters.catalogue._validate import validate_fields
+from adapters.catalogue._validate_reference import validate_fields_reference
+from gateway.demo_data import demo_records
 from gateway.errors import ConfigError
+from tests.adapters.test_identifiers import REFERENCE_CHECKS, near_misses
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 SAMPLES = SHARED / "samples" / "expected"
@@ -511,3 +517,321 @@ def test_broken_catalogue_is_refused(
 def test_empty_catalogue_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"common\.yaml"):
         load_catalogue(tmp_path)
+
+
+# --- the compiled validator against the reference ---------------------------------
+#
+# Catalogue.validate runs each data set compiled into per-field checkers, with
+# memoised identifier checks (adapters.catalogue._validate). The reference is the
+# validator as it was before, rule by rule, run with the identifier checks as they
+# were before (tests.adapters.test_identifiers.REFERENCE_CHECKS): the two must give
+# the same violations, in the same order, with the same messages.
+
+_OLD_CHECKS = {name: reference for name, (_, reference) in REFERENCE_CHECKS.items()}
+
+
+def _reference(dataset: str, record: dict[str, str], stage: Stage) -> list[Violation]:
+    catalogue = default_catalogue()
+    return validate_fields_reference(
+        catalogue.datasets[dataset], record, catalogue.code_tables, stage, _OLD_CHECKS
+    )
+
+
+def _demo() -> list[tuple[str, dict[str, str]]]:
+    out = []
+    for r in demo_records(4, pad=20):
+        fields = r["fields"]
+        assert isinstance(fields, dict)
+        out.append((str(r["dataset"]), {k: str(v) for k, v in fields.items()}))
+    return out
+
+
+_PLATFORM = {
+    "PLATFORM_CODE": "91350000MA347WHE48",
+    "PUB_SERVICE_PLAT_CODE": "123100007847653857",
+    "DATA_TIMESTAMP": "20261126093000",
+    "TRADE_PLAT": "E1234567890",
+}
+# Valid records (samples, demo), also with the platform fields an outbound record
+# carries, as the starting points of mutations.
+_BASES = [(r[2], r[3]) for r in SAMPLE_RECORDS] + _demo()
+_BASES += [(dataset, fields | _PLATFORM) for dataset, fields in _BASES]
+# Values to swap in: every value of every base record, and some awkward ones.
+_POOL = sorted({v for _, fields in _BASES for v in fields.values()})
+_POOL += ["", " ", "\u3000", "-0", "+0.50", "1e3", "0", "A;B", ";", "x" * 700]
+_CHARS = st.sampled_from("0123456789ABEXZaez-;.+ \u3000。²")
+_STAGES = st.sampled_from(["intake", "outbound"])
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> tuple[str, dict[str, str]]:
+    """A valid record with one to four mutations."""
+    dataset, base = draw(st.sampled_from(_BASES))
+    record = dict(base)
+    names = sorted(default_catalogue().datasets[dataset].fields)
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(
+            st.sampled_from(["char", "char", "drop", "unknown", "empty", "swap", "add"])
+        )
+        present = sorted(record)
+        if kind in {"char", "drop", "swap"} and not present:
+            continue
+        if kind == "char":
+            name = draw(st.sampled_from(present))
+            value = record[name]
+            i = draw(st.integers(0, len(value)))
+            cut = draw(st.integers(0, 1))
+            record[name] = value[:i] + draw(_CHARS) + value[i + cut :]
+        elif kind == "drop":
+            del record[draw(st.sampled_from(present))]
+        elif kind == "unknown":
+            record[draw(st.sampled_from(["EXTRA", "PROJECT_NAME_X", "AMOUNT"]))] = "1"
+        elif kind == "empty":
+            name = draw(st.sampled_from(names))
+            record[name] = draw(st.sampled_from(["", " ", "\u3000\t"]))
+        elif kind == "swap":
+            name = draw(st.sampled_from(present))
+            if draw(st.booleans()):
+                other = draw(st.sampled_from(present))
+                record[name], record[other] = record[other], record[name]
+            else:
+                record[name] = draw(st.sampled_from(_POOL))
+        else:
+            record[draw(st.sampled_from(names))] = draw(st.sampled_from(_POOL))
+    return dataset, record
+
+
+@given(_mutated(), _STAGES)
+def test_validator_agrees_with_reference_on_mutated_records(
+    case: tuple[str, dict[str, str]], stage: Stage
+) -> None:
+    dataset, record = case
+    expected = _reference(dataset, record, stage)
+    assert validate_record(dataset, record, stage=stage) == expected
+    # Twice: the second run answers from memos.
+    assert validate_record(dataset, record, stage=stage) == expected
+
+
+def _values(dataset: str) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.sampled_from(_POOL),
+        st.text(max_size=30),
+        st.from_regex(r"[+-]?[0-9]{1,16}(\.[0-9]{0,8})?", fullmatch=True),
+        st.lists(st.sampled_from(_POOL), min_size=1, max_size=3).map(";".join),
+    )
+
+
+@given(st.sampled_from(sorted(default_catalogue().datasets)), _STAGES, st.data())
+def test_validator_agrees_with_reference_on_any_record(
+    dataset: str, stage: Stage, data: st.DataObject
+) -> None:
+    names = sorted(default_catalogue().datasets[dataset].fields)
+    record = data.draw(
+        st.dictionaries(st.sampled_from([*names, "EXTRA"]), _values(dataset))
+    )
+    expected = _reference(dataset, record, stage)
+    assert validate_record(dataset, record, stage=stage) == expected
+
+
+@pytest.mark.parametrize("stage", ["intake", "outbound"])
+def test_validator_agrees_with_reference_on_valid_records(stage: Stage) -> None:
+    for dataset, record in _BASES:
+        assert validate_record(dataset, record, stage=stage) == _reference(
+            dataset, record, stage
+        )
+
+
+def test_validate_fields_is_the_compiled_validator() -> None:
+    catalogue = default_catalogue()
+    record = _demo()[0][1] | {"EXTRA": "1", "REGION_CODE": "320611"}
+    dataset = catalogue.datasets["PROJECT"]
+    assert validate_fields(dataset, record, catalogue.code_tables, "intake") == (
+        catalogue.validate("PROJECT", record)
+    )
+    assert _codes(catalogue.validate("PROJECT", record)) == [
+        ("EXTRA", "E_FIELD_UNKNOWN"),
+        ("REGION_CODE", "E_REGION_RETIRED"),
+    ]
+
+
+@st.composite
+def _numbers(draw: st.DrawFn, fmt: str) -> str:
+    """Numbers at the limits of ``n(p,s)``: digit counts p-1..p+1, s..s+1, signs."""
+    match = re.fullmatch(r"n\((\d+)(?:,(\d+))?\)", fmt)
+    assert match is not None
+    whole, fraction = int(match[1]), int(match[2] or 0)
+    sign = draw(st.sampled_from(["", "", "+", "-"]))
+    count = draw(st.sampled_from([0, 1, whole - 1, whole, whole + 1]))
+    digits = draw(st.text("0123456789", min_size=count, max_size=count))
+    if digits and draw(st.booleans()):
+        digits = draw(st.sampled_from("123456789")) + digits[1:]
+    digits = "0" * draw(st.integers(0, 2)) + digits
+    places = draw(st.sampled_from([None, 0, 1, fraction, fraction + 1]))
+    if places is not None:
+        digits += "." + draw(st.text("0123456789", min_size=places, max_size=places))
+    return sign + digits
+
+
+def _item_values(spec: FieldSpec, parent: str | None) -> st.SearchStrategy[str]:
+    """Values near the rules of ``spec``: each side of each limit."""
+    options: list[st.SearchStrategy[str]] = [st.text(_CHARS, max_size=6)]
+    if spec.format.startswith("n("):
+        options.append(_numbers(spec.format))
+    elif spec.format in REFERENCE_CHECKS:
+        options.append(near_misses(spec.format))
+    if spec.code_table is not None:
+        values = sorted(default_catalogue().code_tables[spec.code_table].values)
+        options.append(st.sampled_from([*values, "9", "00", "Z"]))
+    if parent:
+        # Codes under the record's own parent, and under a neighbour of it.
+        under = st.sampled_from([parent, parent[:-1] + "9"])
+        options.append(
+            st.tuples(under, st.sampled_from(["001", "01", "0012"])).map("".join)
+        )
+    return st.one_of(*options)
+
+
+def _shape(spec: FieldSpec) -> tuple[object, ...]:
+    table = default_catalogue().code_tables.get(spec.code_table or "")
+    live = table is not None and table.status != "pending"
+    return (
+        spec.format,
+        spec.multi,
+        live,
+        spec.extends is not None,
+        spec.signed,
+        spec.length is not None,
+        spec.max_length is not None,
+    )
+
+
+# Every field of every data set, grouped by the rules it has, so that each kind of
+# field (numbers, lists, parent codes, each identifier...) is drawn as often.
+_SHAPES: dict[tuple[object, ...], list[tuple[str, FieldSpec]]] = {}
+for _name, _dataset in sorted(default_catalogue().datasets.items()):
+    for _spec in _dataset.fields.values():
+        _SHAPES.setdefault(_shape(_spec), []).append((_name, _spec))
+
+
+@st.composite
+def _field_cases(draw: st.DrawFn) -> tuple[str, dict[str, str]]:
+    """A record (valid where a sample exists) with one field set near its rules."""
+    shape = draw(st.sampled_from(sorted(_SHAPES, key=repr)))
+    dataset, spec = draw(st.sampled_from(_SHAPES[shape]))
+    bases = [fields for name, fields in _BASES if name == dataset]
+    record = dict(draw(st.sampled_from(bases))) if bases else {}
+    parent = record.get(spec.extends) if spec.extends is not None else None
+    items = _item_values(spec, parent)
+    if spec.multi:
+        value = ";".join(draw(st.lists(items, min_size=1, max_size=3)))
+    else:
+        value = draw(items)
+    bound = spec.length or spec.max_length
+    if bound is not None and draw(st.integers(0, 3)) == 0:
+        value = draw(st.sampled_from("x长 ")) * draw(st.integers(bound - 1, bound + 1))
+    record[spec.name] = value
+    if spec.extends is not None and draw(st.integers(0, 3)) == 0:
+        first = value.split(";")[0]
+        record[spec.extends] = first[: draw(st.integers(0, len(first)))]
+    return dataset, record
+
+
+@settings(max_examples=500)
+@given(_field_cases(), _STAGES)
+def test_validator_agrees_with_reference_field_by_field(
+    case: tuple[str, dict[str, str]], stage: Stage
+) -> None:
+    dataset, record = case
+    expected = _reference(dataset, record, stage)
+    assert validate_record(dataset, record, stage=stage) == expected
+
+
+def test_validator_agrees_with_reference_on_format_and_code_table(
+    tmp_path: Path,
+) -> None:
+    """No shipped field has both a format and a live code table: make one."""
+    root = _copy(tmp_path)
+    _edit(
+        root / "datasets" / "construction.yaml",
+        "标段合同估算价单位, required: true, length: 1, code_table: PRICE_UNIT}",
+        "标段合同估算价单位, required: true, length: 1, code_table: PRICE_UNIT,"
+        ' format: "n(1)"}',
+    )
+    catalogue = load_catalogue(root)
+    dataset = catalogue.datasets["SECTION"]
+    spec = dataset.fields["PRICE_UNIT"]
+    assert spec.format == "n(1)"
+    assert spec.code_table is not None
+    assert catalogue.code_tables[spec.code_table].status != "pending"
+    base = next(fields for name, fields in _BASES if name == "SECTION")
+    for value in ["0", "1", "2", "-1", "-0", "+1", "00", "10", "1.0", "a", " "]:
+        record = base | {"PRICE_UNIT": value}
+        for stage in ("intake", "outbound"):
+            expected = validate_fields_reference(
+                dataset, record, catalogue.code_tables, stage, _OLD_CHECKS
+            )
+            assert catalogue.validate("SECTION", record, stage=stage) == expected
+
+
+def _number_grid(fmt: str) -> list[str]:
+    match = re.fullmatch(r"n\((\d+)(?:,(\d+))?\)", fmt)
+    assert match is not None
+    whole, fraction = int(match[1]), int(match[2] or 0)
+    values = []
+    for sign in ("", "+", "-"):
+        for zeros in ("", "0", "00"):
+            for count in {0, 1, whole - 1, whole, whole + 1}:
+                for lead in ("0", "7"):
+                    digits = (lead + "5" * count)[:count]
+                    for places in (None, 0, 1, fraction, fraction + 1):
+                        tail = "" if places is None else "." + "3" * places
+                        values.append(sign + zeros + digits + tail)
+    return values
+
+
+def test_validator_agrees_with_reference_on_number_limits() -> None:
+    catalogue = default_catalogue()
+    fields = {
+        (spec.format, spec.signed, spec.code_table): (name, spec.name)
+        for name, dataset in sorted(catalogue.datasets.items())
+        for spec in dataset.fields.values()
+        if spec.format.startswith("n(")
+    }
+    assert len(fields) >= 8
+    for (fmt, _, _), (dataset, name) in sorted(fields.items(), key=repr):
+        base = next((f for d, f in _BASES if d == dataset), {})
+        for value in _number_grid(fmt):
+            record = base | {name: value}
+            assert validate_record(dataset, record) == _reference(
+                dataset, record, "intake"
+            ), (dataset, name, value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{p}001",
+        "{p}001;{p}002",
+        "{p}001;E3202002611100021001001",
+        "E3202002611100021001001;{p}001",
+        "{p}001;;{p}002",
+        "{p}001;{p}0",
+        "{p}001;{p}",
+        "{p}001;X3202002611030017001001",
+        "{p}00;{p}001",
+    ],
+)
+@pytest.mark.parametrize("parent", ["E3202002611030017001", "", " ", None])
+def test_validator_agrees_with_reference_on_code_lists(
+    value: str, parent: str | None
+) -> None:
+    dataset = "TENDER_ANN_QUA_INQUERY_ANN"
+    base = next((f for d, f in _BASES if d == dataset), {})
+    record = base | {"BID_SECTION_CODES": value.format(p="E3202002611030017001")}
+    record.pop("TENDER_PROJECT_CODE", None)
+    if parent is not None:
+        record["TENDER_PROJECT_CODE"] = parent
+    for stage in ("intake", "outbound"):
+        assert validate_record(dataset, record, stage=stage) == _reference(
+            dataset, record, stage
+        )

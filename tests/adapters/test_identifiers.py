@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from adapters import identifiers as ids
@@ -640,3 +641,466 @@ def test_builders_reject_foreign_alphabets() -> None:
     ]:
         with pytest.raises(ValueError, match="need"):
             build(bad)
+
+
+# --- the fast checks against the straightforward ones ------------------------------
+#
+# adapters.identifiers is written for speed (patterns, translate tables, memos).
+# Below, verbatim, is the plain implementation it replaced; the properties hold
+# every check (and check-character builder) to the same answers, reasons and
+# expected characters on arbitrary text and on near-misses of valid codes.
+
+
+def _ref_uscc_check_char(first17: str) -> str:
+    if len(first17) != 17 or any(c not in USCC_ALPHABET for c in first17):
+        raise ValueError("need 17 characters of the USCC alphabet")
+    total = sum(
+        USCC_ALPHABET.index(c) * w
+        for c, w in zip(first17, ids.USCC_WEIGHTS, strict=True)
+    )
+    return USCC_ALPHABET[(31 - total % 31) % 31]
+
+
+def _ref_check_uscc(code: str) -> Check:
+    if len(code) != 18:
+        return Check(ok=False, reason="E_USCC_LENGTH")
+    if any(c not in USCC_ALPHABET for c in code):
+        return Check(ok=False, reason="E_USCC_CHARSET")
+    if not _ref_check_org_code(code[8:17]).ok:
+        return Check(ok=False, reason="E_USCC_ORG_CHECK")
+    expected = _ref_uscc_check_char(code[:17])
+    if code[17] != expected:
+        return Check(ok=False, reason="E_USCC_CHECK", expected=expected)
+    return Check(ok=True)
+
+
+def _ref_org_code_check_char(body8: str) -> str:
+    if len(body8) != 8 or any(c not in ORG_ALPHABET for c in body8):
+        raise ValueError("need 8 characters of 0-9 A-Z")
+    remainder = (
+        11
+        - sum(
+            ORG_ALPHABET.index(c) * w
+            for c, w in zip(body8, ids.ORG_WEIGHTS, strict=True)
+        )
+        % 11
+    )
+    return {10: "X", 11: "0"}.get(remainder, str(remainder))
+
+
+def _ref_check_org_code(code: str) -> Check:
+    if len(code) == 10 and code[8] == "-":
+        code = code[:8] + code[9]
+    if len(code) != 9:
+        return Check(ok=False, reason="E_ORG_LENGTH")
+    if any(c not in ORG_ALPHABET for c in code[:8]) or code[8] not in "0123456789X":
+        return Check(ok=False, reason="E_ORG_CHARSET")
+    expected = _ref_org_code_check_char(code[:8])
+    if code[8] != expected:
+        return Check(ok=False, reason="E_ORG_CHECK", expected=expected)
+    return Check(ok=True)
+
+
+def _ref_all_digits(text: str) -> bool:
+    return bool(text) and all(c in "0123456789" for c in text)
+
+
+def _ref_citizen_id_check_char(first17: str) -> str:
+    if len(first17) != 17 or not _ref_all_digits(first17):
+        raise ValueError("need 17 digits")
+    total = sum(
+        int(c) * w for c, w in zip(first17, ids.CITIZEN_ID_WEIGHTS, strict=True)
+    )
+    return ids.CITIZEN_ID_CHECK_CHARS[total % 11]
+
+
+def _ref_real_date(yyyymmdd: str) -> bool:
+    try:
+        date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
+    except ValueError:
+        return False
+    return True
+
+
+def _ref_check_citizen_id(code: str) -> Check:
+    if len(code) != 18:
+        return Check(ok=False, reason="E_CITIZEN_ID_LENGTH")
+    if not _ref_all_digits(code[:17]) or code[17] not in "0123456789X":
+        return Check(ok=False, reason="E_CITIZEN_ID_CHARSET")
+    if _ref_region_structure(code[:6]) is not None:
+        return Check(ok=False, reason="E_CITIZEN_ID_REGION")
+    if not _ref_real_date(code[6:14]):
+        return Check(ok=False, reason="E_CITIZEN_ID_BIRTH_DATE")
+    expected = _ref_citizen_id_check_char(code[:17])
+    if code[17] != expected:
+        return Check(ok=False, reason="E_CITIZEN_ID_CHECK", expected=expected)
+    return Check(ok=True)
+
+
+def _ref_check_party_id(code: str) -> Check:
+    if len(code) == 18:
+        as_uscc = _ref_check_uscc(code)
+        if as_uscc.ok:
+            return Check(ok=True)
+        as_id = _ref_check_citizen_id(code)
+        if as_id.ok:
+            return Check(ok=True)
+        looks_like_id = as_id.reason == "E_CITIZEN_ID_CHECK"
+        return as_id if looks_like_id else as_uscc
+    if len(code) == 9 or (len(code) == 10 and code[8] == "-"):
+        return _ref_check_org_code(code)
+    return Check(ok=True)
+
+
+def _ref_region_structure(code: str) -> str | None:
+    if len(code) != 6 or not _ref_all_digits(code):
+        return "E_REGION_FORMAT"
+    if code[:2] + "0000" not in ids._region_table().codes:
+        return "E_REGION_UNKNOWN"
+    prefecture = int(code[2:4])
+    if 71 <= prefecture <= 89 or prefecture >= 91:
+        return "E_REGION_STRUCTURE"
+    if prefecture == 0 and code[4:] != "00":
+        return "E_REGION_STRUCTURE"
+    return None
+
+
+def _ref_check_region_code(code: str, *, allow_retired: bool = False) -> Check:
+    reason = _ref_region_structure(code)
+    if reason is not None:
+        return Check(ok=False, reason=reason)
+    table = ids._region_table()
+    if code[:2] not in table.coverage:
+        return Check(ok=True)
+    row = table.codes.get(code)
+    if row is None:
+        return Check(ok=False, reason="E_REGION_UNKNOWN")
+    if row.retired is not None and not allow_retired:
+        return Check(ok=False, reason="E_REGION_RETIRED")
+    return Check(ok=True)
+
+
+def _ref_check_area_code(code: str) -> Check:
+    if len(code) == 9 and _ref_all_digits(code):
+        return _ref_check_region_code(code[:6])
+    if len(code) == 6:
+        return _ref_check_region_code(code)
+    return Check(ok=False, reason="E_AREA_FORMAT")
+
+
+_REF_PROJECT_CODE = re.compile(r"[A-Za-z][0-9]{6}[0-9A-Za-z]{10}")
+_REF_SEQUENCE = re.compile(r"[0-9]{3}")
+
+
+def _ref_extends_parent(child: str, parent: str) -> bool:
+    return len(child) > len(parent) and child.startswith(parent)
+
+
+def _ref_check_project_code(code: str) -> Check:
+    if len(code) != 17:
+        return Check(ok=False, reason="E_PROJECT_CODE_LENGTH")
+    if _REF_PROJECT_CODE.fullmatch(code) is None:
+        return Check(ok=False, reason="E_PROJECT_CODE_FORMAT")
+    if not _ref_check_region_code(code[1:7], allow_retired=True).ok:
+        return Check(ok=False, reason="E_PROJECT_CODE_REGION")
+    return Check(ok=True)
+
+
+def _ref_check_tender_project_code(code: str, project_code: str | None = None) -> Check:
+    if len(code) != 20:
+        return Check(ok=False, reason="E_TENDER_PROJECT_CODE_LENGTH")
+    if (
+        _REF_SEQUENCE.fullmatch(code[17:]) is None
+        or not _ref_check_project_code(code[:17]).ok
+    ):
+        return Check(ok=False, reason="E_TENDER_PROJECT_CODE_FORMAT")
+    if project_code is not None and not _ref_extends_parent(code, project_code):
+        return Check(ok=False, reason="E_TENDER_PROJECT_CODE_PARENT")
+    return Check(ok=True)
+
+
+def _ref_check_section_code(code: str, tender_project_code: str | None = None) -> Check:
+    if len(code) != 23:
+        return Check(ok=False, reason="E_SECTION_CODE_LENGTH")
+    if (
+        _REF_SEQUENCE.fullmatch(code[20:]) is None
+        or not _ref_check_tender_project_code(code[:20]).ok
+    ):
+        return Check(ok=False, reason="E_SECTION_CODE_FORMAT")
+    if tender_project_code is not None and not _ref_extends_parent(
+        code, tender_project_code
+    ):
+        return Check(ok=False, reason="E_SECTION_CODE_PARENT")
+    return Check(ok=True)
+
+
+_REF_DEAL_TYPE = re.compile(r"[0-9A-Z]{3}")
+
+
+def _ref_mod37_2_check_char(data: str) -> str:
+    if not data or any(c not in MOD37_ALPHABET[:36] for c in data):
+        raise ValueError("need characters of 0-9 A-Z")
+    p = 0
+    for c in data:
+        p = ((p + MOD37_ALPHABET.index(c)) * 2) % 37
+    return MOD37_ALPHABET[(38 - p) % 37]
+
+
+def _ref_check_unified_deal_code(code: str) -> Check:
+    if len(code) != 40:
+        return Check(ok=False, reason="E_UDC_LENGTH")
+    parts = code.split("-")
+    if [len(p) for p in parts] != [3, 18, 8, 6, 1]:
+        return Check(ok=False, reason="E_UDC_FORMAT")
+    deal_type, uscc, day, sequence, check = parts
+    if _REF_DEAL_TYPE.fullmatch(deal_type) is None or not _ref_all_digits(sequence):
+        return Check(ok=False, reason="E_UDC_FORMAT")
+    if not _ref_check_uscc(uscc).ok:
+        return Check(ok=False, reason="E_UDC_USCC")
+    if not _ref_all_digits(day) or not _ref_real_date(day):
+        return Check(ok=False, reason="E_UDC_DATE")
+    expected = _ref_mod37_2_check_char(deal_type + uscc + day + sequence)
+    if check != expected:
+        return Check(ok=False, reason="E_UDC_CHECK", expected=expected)
+    return Check(ok=True)
+
+
+def _ref_check_date(value: str) -> Check:
+    if len(value) != 8 or not _ref_all_digits(value):
+        return Check(ok=False, reason="E_DATE_FORMAT")
+    if _ref_real_date(value):
+        return Check(ok=True)
+    return Check(ok=False, reason="E_DATE_INVALID")
+
+
+def _ref_check_datetime(value: str) -> Check:
+    if len(value) != 14 or not _ref_all_digits(value):
+        return Check(ok=False, reason="E_DATETIME_FORMAT")
+    if not _ref_real_date(value[:8]):
+        return Check(ok=False, reason="E_DATETIME_INVALID")
+    try:
+        time(int(value[8:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        return Check(ok=False, reason="E_DATETIME_INVALID")
+    return Check(ok=True)
+
+
+# Format name (as in the catalogue) -> (fast check, reference check).
+REFERENCE_CHECKS: dict[str, tuple[Callable[[str], Check], Callable[[str], Check]]] = {
+    "date": (ids.check_date, _ref_check_date),
+    "datetime": (ids.check_datetime, _ref_check_datetime),
+    "uscc": (ids.check_uscc, _ref_check_uscc),
+    "org_code": (ids.check_org_code, _ref_check_org_code),
+    "citizen_id": (ids.check_citizen_id, _ref_check_citizen_id),
+    "party_id": (ids.check_party_id, _ref_check_party_id),
+    "region_code": (ids.check_region_code, _ref_check_region_code),
+    "area_code": (ids.check_area_code, _ref_check_area_code),
+    "project_code": (ids.check_project_code, _ref_check_project_code),
+    "tender_project_code": (
+        ids.check_tender_project_code,
+        _ref_check_tender_project_code,
+    ),
+    "section_code": (ids.check_section_code, _ref_check_section_code),
+    "unified_deal_code": (
+        ids.check_unified_deal_code,
+        _ref_check_unified_deal_code,
+    ),
+}
+_BUILDERS = [
+    (ids.uscc_check_char, _ref_uscc_check_char, USCC_ALPHABET, 17),
+    (ids.org_code_check_char, _ref_org_code_check_char, ORG_ALPHABET, 8),
+    (ids.citizen_id_check_char, _ref_citizen_id_check_char, "0123456789", 17),
+    (ids.mod37_2_check_char, _ref_mod37_2_check_char, MOD37_ALPHABET[:36], None),
+]
+
+
+def _same(fast: Check, reference: Check) -> None:
+    assert (fast.ok, fast.reason, fast.expected) == (
+        reference.ok,
+        reference.reason,
+        reference.expected,
+    )
+
+
+# Characters that matter to some check, plus some that matter to none.
+_NEAR = st.sampled_from("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcxyz-*; ²٣\u3000\n。I")
+# Every 7th code of the table (current and abolished), some outside its coverage,
+# and some that break the structure.
+_REGIONS = [*sorted(ids._region_table().codes)[::7], "110105", "650000", "441900"]
+_REGIONS += ["990000", "327100", "320001", "000000"]
+
+
+@st.composite
+def _project_codes(draw: st.DrawFn) -> str:
+    region = draw(st.sampled_from(_REGIONS))
+    tail = draw(
+        st.text("0123456789ABCDEFGHJKLMNPQRTUWXYabcz", min_size=10, max_size=10)
+    )
+    return draw(st.sampled_from("EeAZ")) + region + tail
+
+
+def _days() -> st.SearchStrategy[str]:
+    return st.dates().map(lambda d: f"{d.year:04d}{d.month:02d}{d.day:02d}")
+
+
+def _moments() -> st.SearchStrategy[str]:
+    return st.datetimes().map(
+        lambda m: (
+            f"{m.year:04d}{m.month:02d}{m.day:02d}"
+            f"{m.hour:02d}{m.minute:02d}{m.second:02d}"
+        )
+    )
+
+
+def _org_codes() -> st.SearchStrategy[str]:
+    body = st.text(ORG_ALPHABET, min_size=8, max_size=8)
+    return body.map(lambda b: b + ids.org_code_check_char(b))
+
+
+_DIGITS = "0123456789X"
+# Format -> (valid values, the characters its edits mostly use).
+_KINDS: dict[str, tuple[st.SearchStrategy[str], str]] = {
+    "date": (_days(), _DIGITS),
+    "datetime": (_moments(), _DIGITS),
+    "uscc": (valid_usccs(), USCC_ALPHABET + "IOSVZ"),
+    "org_code": (_org_codes(), ORG_ALPHABET + "-"),
+    "citizen_id": (valid_citizen_ids(), _DIGITS),
+    "party_id": (
+        st.one_of(valid_usccs(), valid_citizen_ids(), _org_codes()),
+        USCC_ALPHABET + "-",
+    ),
+    "region_code": (st.sampled_from(_REGIONS), _DIGITS),
+    "area_code": (
+        st.one_of(
+            st.sampled_from(_REGIONS),
+            st.sampled_from(_REGIONS).map(lambda r: r + "001"),
+        ),
+        _DIGITS,
+    ),
+    "project_code": (_project_codes(), _DIGITS + "Aa"),
+    "tender_project_code": (_project_codes().map(lambda c: c + "001"), _DIGITS + "Aa"),
+    "section_code": (_project_codes().map(lambda c: c + "001002"), _DIGITS + "Aa"),
+    "unified_deal_code": (valid_deal_codes(), MOD37_ALPHABET[:36] + "-"),
+}
+
+
+@st.composite
+def near_misses(draw: st.DrawFn, kind: str) -> str:
+    """A valid value of ``kind`` with up to three edits (replace, drop, insert, swap)."""
+    valid, alphabet = _KINDS[kind]
+    code = draw(valid)
+    chars = st.one_of(st.sampled_from(alphabet), _NEAR)
+    for _ in range(draw(st.integers(0, 3))):
+        if not code:
+            break
+        i = draw(st.integers(0, len(code) - 1))
+        edit = draw(st.sampled_from(["replace", "replace", "drop", "insert", "swap"]))
+        if edit == "replace":
+            code = _replace(code, i, draw(chars))
+        elif edit == "drop":
+            code = code[:i] + code[i + 1 :]
+        elif edit == "insert":
+            code = code[:i] + draw(chars) + code[i:]
+        elif i + 1 < len(code):
+            code = code[:i] + code[i + 1] + code[i] + code[i + 2 :]
+    return code
+
+
+def _any_text(kind: str) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.text(max_size=45), st.text(_NEAR, max_size=45), near_misses(kind)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_CHECKS))
+@settings(max_examples=300)
+@given(data=st.data())
+def test_fast_checks_agree_with_reference(name: str, data: st.DataObject) -> None:
+    fast, reference = REFERENCE_CHECKS[name]
+    text = data.draw(_any_text(name))
+    _same(fast(text), reference(text))
+    # Twice: the second answer may come from a memo.
+    _same(fast(text), reference(text))
+
+
+@given(
+    st.one_of(
+        _any_text("tender_project_code"),
+        _any_text("section_code"),
+        _any_text("region_code"),
+    ),
+    st.sampled_from([None, "E3202002611030017", "E3202002611030017001"]),
+)
+def test_fast_parent_checks_agree_with_reference(text: str, parent: str | None) -> None:
+    _same(
+        ids.check_tender_project_code(text, parent),
+        _ref_check_tender_project_code(text, parent),
+    )
+    _same(ids.check_section_code(text, parent), _ref_check_section_code(text, parent))
+    for allow in (False, True):
+        _same(
+            ids.check_region_code(text, allow_retired=allow),
+            _ref_check_region_code(text, allow_retired=allow),
+        )
+
+
+def _outcome(build: Callable[[str], str], text: str) -> str:
+    try:
+        return build(text)
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+
+
+@given(st.sampled_from(range(len(_BUILDERS))), st.data())
+def test_fast_check_char_builders_agree_with_reference(
+    which: int, data: st.DataObject
+) -> None:
+    fast, reference, alphabet, size = _BUILDERS[which]
+    text = data.draw(
+        st.one_of(
+            st.text(alphabet, min_size=size or 1, max_size=size or 60),
+            st.text(_NEAR, max_size=20),
+        )
+    )
+    assert _outcome(fast, text) == _outcome(reference, text)
+
+
+_CENTURY_RULE_YEARS = [0, 1, 4, 100, 200, 400, 1582, 1600, 1900, 2000, 2024, 2025]
+_CENTURY_RULE_YEARS += [2100, 2400, 9600, 9800, 9996, 9999]
+
+
+@pytest.mark.parametrize("year", _CENTURY_RULE_YEARS)
+def test_date_pattern_is_the_calendar(year: int) -> None:
+    for month in range(100):
+        for day in range(100):
+            value = f"{year:04d}{month:02d}{day:02d}"
+            _same(ids.check_date(value), _ref_check_date(value))
+
+
+@given(st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32))
+def test_date_pattern_is_the_calendar_any_year(year: int, month: int, day: int) -> None:
+    value = f"{year:04d}{month:02d}{day:02d}"
+    _same(ids.check_date(value), _ref_check_date(value))
+
+
+def test_time_pattern_is_the_clock() -> None:
+    for part in range(100):
+        for value in (f"20240229{part:02d}0000", f"2024022900{part:02d}00"):
+            _same(ids.check_datetime(value), _ref_check_datetime(value))
+        value = f"202402290000{part:02d}"
+        _same(ids.check_datetime(value), _ref_check_datetime(value))
+
+
+def test_memos_hold_only_plausible_keys() -> None:
+    """Input of the wrong length never reaches a memo, so junk cannot fill one."""
+    ids._cache_clear()
+    for junk in ["x" * 5000, "9" * 17, "9" * 19, "", "3202130"]:
+        for check, _ in REFERENCE_CHECKS.values():
+            check(junk)
+    memos = [ids._check_uscc18, ids._check_org9, ids._check_citizen_id18]
+    memos += [ids._check_region6, ids._check_region6_any]
+    assert all(memo.cache_info().currsize == 0 for memo in memos)
+    assert ids.check_uscc("91350000MA347WHE48").ok
+    assert ids._check_uscc18.cache_info().currsize == 1
+    ids._cache_clear()
+    assert ids._check_uscc18.cache_info().currsize == 0

@@ -75,3 +75,40 @@ def test_quarantine_replay_and_audit_verify(tmp_path: Path) -> None:
     r = cli("audit", "verify", "--config", str(cfg))
     assert r.returncode == 1
     assert f"{first.name}:{target + 1}" in r.stdout + r.stderr
+
+
+def test_dead_letters_redriven_after_the_cause_is_fixed(tmp_path: Path) -> None:
+    """A hub that does not know us refuses (400): dead letters. Once it knows us,
+    the operator re-drives them and they are delivered."""
+    import time
+
+    site = Site(tmp_path)
+    site.key("someone-else")
+    hub_cfg = site.hub_config(senders=("someone-else",))
+    hub = Proc(hub_cfg, site.admin("hub"), site.root / "hub.log").start()
+    cfg = site.gateway_config()
+    gw = Proc(cfg, site.admin("gw"), site.root / "gw.log").start()
+    try:
+        code, _ = http("POST", site.url("gw") + "/v1/ingest/src", demo_jsonl(1), {
+            "Authorization": f"Bearer {site.token}", "Content-Type": "application/x-ndjson"})
+        assert code == 202
+        deadline = time.monotonic() + 30
+        while gw.status()["destinations"]["hub"]["dead"] != 4:
+            assert time.monotonic() < deadline, gw.status()
+            time.sleep(0.1)
+        hub.stop()
+        hub_cfg.write_text(site.hub_config(senders=("gw",)).read_text())
+        hub.start()
+        r = cli("redrive", "--config", str(cfg), "--destination", "hub")
+        assert r.returncode == 0, r.stderr
+        assert "4 dead-lettered records queued again" in r.stdout
+        deadline = time.monotonic() + 30
+        while gw.status()["destinations"]["hub"]["delivered"] != 4:
+            assert time.monotonic() < deadline, gw.status()
+            time.sleep(0.1)
+    finally:
+        gw.stop()
+        hub.stop()
+    text = "".join(p.read_text() for p in (site.root / "gw" / "audit").glob("audit-*.jsonl"))
+    assert '"kind":"dead_lettered"' in text
+    assert '"kind":"dead_redriven"' in text
