@@ -23,7 +23,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -50,27 +52,39 @@ async def blast(url: str, token: str, payloads: list[bytes], clients: int) -> fl
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for p in payloads:
         queue.put_nowait(p)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/x-ndjson",
+    }
 
     async def worker(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
             body = queue.get_nowait()
             while True:
-                async with session.post(url, data=io.BytesIO(body), headers=headers) as r:
+                async with session.post(
+                    url, data=io.BytesIO(body), headers=headers
+                ) as r:
                     await r.read()
                     if r.status == 202:
                         break
                     await asyncio.sleep(0.05)  # 503 quota: honour and retry
 
     started = time.perf_counter()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as s:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=clients)
+    ) as s:
         await asyncio.gather(*(worker(s) for _ in range(clients)))
     return time.perf_counter() - started
 
 
-async def fixed_rate(url: str, token: str, payloads: list[bytes], per_second: float) -> list[float]:
+async def fixed_rate(
+    url: str, token: str, payloads: list[bytes], per_second: float
+) -> list[float]:
     """Send payloads at a fixed rate; return each request's latency in seconds."""
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/x-ndjson",
+    }
     lat: list[float] = []
 
     async def one(session: aiohttp.ClientSession, body: bytes) -> None:
@@ -92,11 +106,11 @@ async def fixed_rate(url: str, token: str, payloads: list[bytes], per_second: fl
     return lat
 
 
-def status(p: Proc) -> dict:
+def status(p: Proc) -> dict[str, Any]:
     return p.status()
 
 
-def wait(pred, seconds: float = 600) -> float:
+def wait(pred: Callable[[], bool], seconds: float = 600) -> float:
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         if pred():
@@ -149,16 +163,22 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=60_000)
     ap.add_argument("--batch", type=int, default=200, help="records per HTTP request")
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--pad", type=int, default=450, help="padding to make ~2 KB records")
+    ap.add_argument(
+        "--pad", type=int, default=450, help="padding to make ~2 KB records"
+    )
     args = ap.parse_args()
 
     payloads = bodies(args.records, args.batch, args.pad)
     n_records = sum(b.count(b"\n") for b in payloads)
     n_bytes = sum(len(b) for b in payloads)
-    print(f"# pipeline_bench  {time.strftime('%Y-%m-%d %H:%M')}  cores: {os.cpu_count()}")
-    print(f"load: {n_records} records in {len(payloads)} requests, "
-          f"{n_bytes / n_records:.0f} B/record avg, {n_bytes / MiB:.1f} MiB, "
-          f"{args.clients} concurrent clients")
+    print(
+        f"# pipeline_bench  {time.strftime('%Y-%m-%d %H:%M')}  cores: {os.cpu_count()}"
+    )
+    print(
+        f"load: {n_records} records in {len(payloads)} requests, "
+        f"{n_bytes / n_records:.0f} B/record avg, {n_bytes / MiB:.1f} MiB, "
+        f"{args.clients} concurrent clients"
+    )
 
     with tempfile.TemporaryDirectory(prefix="gwbench-") as d:
         root = Path(d)
@@ -170,10 +190,14 @@ def main() -> int:
         gw_cfg = site.gateway_config()
         text = gw_cfg.read_text().replace(
             "    batch: {max_records: 200, linger_s: 0.05}",
-            "    batch: {max_records: 2000, max_bytes: 8MiB, linger_s: 0.2}")
-        text = text.replace("quota:\n", "quota:\n  max_records: 50000000\n  "
-                            "per_source_max_records: 50000000\n  max_bytes: 100GiB\n  "
-                            "per_source_max_bytes: 100GiB\n")
+            "    batch: {max_records: 2000, max_bytes: 8MiB, linger_s: 0.2}",
+        )
+        text = text.replace(
+            "quota:\n",
+            "quota:\n  max_records: 50000000\n  "
+            "per_source_max_records: 50000000\n  max_bytes: 100GiB\n  "
+            "per_source_max_bytes: 100GiB\n",
+        )
         gw_cfg.write_text(text)
         gw = Proc(gw_cfg, site.admin("gw"), site.root / "gw.log")
         url = site.url("gw") + "/v1/ingest/src"
@@ -181,11 +205,17 @@ def main() -> int:
         # 1. ingest -> sealed and spooled (no hub: nothing leaves).
         gw.start()
         t_ingest = asyncio.run(blast(url, site.token, payloads, args.clients))
-        t_sealed = t_ingest + wait(lambda: status(gw)["destinations"]["hub"]["queued"]
-                                   == n_records and _all_sealed(site))
+        t_sealed = t_ingest + wait(
+            lambda: (
+                status(gw)["destinations"]["hub"]["queued"] == n_records
+                and _all_sealed(site)
+            )
+        )
         # 2. end to end: start the hub; the backlog drains with receipts verified.
         hub.start()
-        t_drain = wait(lambda: status(gw)["destinations"]["hub"]["delivered"] == n_records)
+        t_drain = wait(
+            lambda: status(gw)["destinations"]["hub"]["delivered"] == n_records
+        )
         rss_gw, rss_hub = vm_hwm_kib(gw), vm_hwm_kib(hub)
         # 3. live end to end: a second load with the hub up, timed to the last receipt.
         payloads2 = bodies(args.records, args.batch, args.pad)
@@ -208,18 +238,30 @@ def main() -> int:
     print()
     print("| measure | value | reference (bare write+fsync server) | ratio |")
     print("|---|---:|---:|---:|")
-    print(f"| ingest → durable 202 (HTTP) | {n_records / t_ingest:,.0f} rec/s, "
-          f"{mib / t_ingest:.1f} MiB/s | {n_records / ref_s:,.0f} rec/s, {mib / ref_s:.1f} MiB/s "
-          f"| {ref_s / t_ingest:.2f} |")
-    print(f"| ingest → sealed and spooled | {n_records / t_sealed:,.0f} rec/s, "
-          f"{mib / t_sealed:.1f} MiB/s | | |")
-    print(f"| backlog drain to hub, receipts verified | {n_records / t_drain:,.0f} rec/s, "
-          f"{mib / t_drain:.1f} MiB/s | | |")
-    print(f"| end to end, live (ingest → hub receipt) | {n_records / t_e2e:,.0f} rec/s, "
-          f"{mib / t_e2e:.1f} MiB/s | | |")
-    print(f"| ingest latency at 1,000 rec/s ({per_req} rec/request) | p50 "
-          f"{q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms | | |")
-    print(f"| peak RSS | gateway {rss_gw / 1024:.0f} MiB, hub {rss_hub / 1024:.0f} MiB | | |")
+    print(
+        f"| ingest → durable 202 (HTTP) | {n_records / t_ingest:,.0f} rec/s, "
+        f"{mib / t_ingest:.1f} MiB/s | {n_records / ref_s:,.0f} rec/s, {mib / ref_s:.1f} MiB/s "
+        f"| {ref_s / t_ingest:.2f} |"
+    )
+    print(
+        f"| ingest → sealed and spooled | {n_records / t_sealed:,.0f} rec/s, "
+        f"{mib / t_sealed:.1f} MiB/s | | |"
+    )
+    print(
+        f"| backlog drain to hub, receipts verified | {n_records / t_drain:,.0f} rec/s, "
+        f"{mib / t_drain:.1f} MiB/s | | |"
+    )
+    print(
+        f"| end to end, live (ingest → hub receipt) | {n_records / t_e2e:,.0f} rec/s, "
+        f"{mib / t_e2e:.1f} MiB/s | | |"
+    )
+    print(
+        f"| ingest latency at 1,000 rec/s ({per_req} rec/request) | p50 "
+        f"{q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms | | |"
+    )
+    print(
+        f"| peak RSS | gateway {rss_gw / 1024:.0f} MiB, hub {rss_hub / 1024:.0f} MiB | | |"
+    )
     return 0
 
 

@@ -63,6 +63,10 @@ def resolve(config_path: Path, p: str) -> Path:
     return q if q.is_absolute() else (config_path.parent / q)
 
 
+# Tags of the config's discriminated unions (transports, completion modes).
+_UNION_TAGS = frozenset({"http", "sftp", "directory", "stable", "marker"})
+
+
 class _SafeLineLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys (a silent override is a config bug)."""
 
@@ -146,7 +150,7 @@ def load(path: str | os.PathLike[str]) -> LoadedConfig:
                 if not (isinstance(x, str) and x.startswith("function-"))
             ]
             # Discriminated unions add the tag to the location; it is not in the YAML.
-            loc = [x for x in loc if x != "http"]
+            loc = [x for x in loc if x not in _UNION_TAGS]
             dotted = ".".join(str(x) for x in loc)
             node = _mark_for(root, loc)
             line = node.start_mark.line + 1 if node is not None else None

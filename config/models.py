@@ -103,7 +103,12 @@ class Listen(Strict):
     )
     admin: str = Field(
         default="127.0.0.1:9108",
-        description="host:port for /metrics, /healthz, /readyz, /",
+        description="host:port for /metrics, /healthz, /readyz, / and /api/*",
+    )
+    admin_token_files: list[str] = Field(
+        default_factory=list,
+        description="files (mode 0600) holding the bearer tokens of the admin API "
+        "(/api/*, the status page); none: /api/* answers 403",
     )
 
     @field_validator("ingest", "admin")
@@ -143,7 +148,7 @@ class ErrorBudget(Strict):
         )
 
 
-def _tag(default: str, key: str = "type") -> Any:
+def _tag(default: str, choices: str, key: str = "type") -> Any:
     """A callable discriminator: a missing tag means ``default``."""
 
     def pick(v: Any) -> str:
@@ -151,7 +156,11 @@ def _tag(default: str, key: str = "type") -> Any:
             return str(v.get(key, default))
         return str(getattr(v, key, default))
 
-    return Discriminator(pick)
+    return Discriminator(
+        pick,
+        custom_error_type="unknown_type",
+        custom_error_message=f"{key} must be one of: {choices}",
+    )
 
 
 class HttpTransport(Strict):
@@ -184,7 +193,7 @@ class MarkerCompletion(Strict):
 Completion = Annotated[
     Annotated[StableCompletion, Tag("stable")]
     | Annotated[MarkerCompletion, Tag("marker")],
-    _tag("stable", "mode"),
+    _tag("stable", "stable, marker", "mode"),
 ]
 
 
@@ -273,7 +282,7 @@ SourceTransport = Annotated[
     Annotated[HttpTransport, Tag("http")]
     | Annotated[SftpTransport, Tag("sftp")]
     | Annotated[DirectoryTransport, Tag("directory")],
-    _tag("http"),
+    _tag("http", "http, sftp, directory"),
 ]
 
 
@@ -382,7 +391,12 @@ class SftpDestination(DestinationBase, FileDrop, SftpConnection):
 
     type: Literal["sftp"] = "sftp"
     remote_dir: str = Field(min_length=1, description="the hub's envelope drop dir")
-    max_in_flight: int = Field(default=1, ge=1, le=64)
+    max_in_flight: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="envelopes waiting for their receipt at once (one SFTP session)",
+    )
 
 
 class DirectoryDestination(DestinationBase, FileDrop):
@@ -396,7 +410,7 @@ Destination = Annotated[
     Annotated[HttpDestination, Tag("http")]
     | Annotated[SftpDestination, Tag("sftp")]
     | Annotated[DirectoryDestination, Tag("directory")],
-    _tag("http"),
+    _tag("http", "http, sftp, directory"),
 ]
 AnyDestination = HttpDestination | SftpDestination | DirectoryDestination
 

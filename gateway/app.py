@@ -35,6 +35,7 @@ from gateway.forwarders import build_forwarder
 from gateway.hub import Hub
 from gateway.intake import Intake
 from gateway.node import Destination, Node, build_node
+from gateway.operations import Operations
 from gateway.provenance import OriginStore
 from gateway.records import DestinationCounts
 from gateway.spool import AsyncSpool, Limits, Quotas
@@ -253,9 +254,12 @@ async def reload(rt: Running) -> bool:
         rt.events.node("config_reloaded", outcome="failed", code="E_CONFIG")
         return False
     old_cfg, new_cfg = rt.node.config.model, new.config.model
-    if old_cfg.listen != new_cfg.listen or (old_cfg.hub is None) != (
-        new_cfg.hub is None
-    ):
+    # Admin tokens apply at once (read per request); addresses need a restart.
+    moved = (old_cfg.listen.ingest, old_cfg.listen.admin) != (
+        new_cfg.listen.ingest,
+        new_cfg.listen.admin,
+    )
+    if moved or (old_cfg.hub is None) != (new_cfg.hub is None):
         log.warning("Listener or hub-mode changes take effect at the next restart.")
     old = rt.node
     rt.node = new
@@ -275,7 +279,9 @@ async def reload(rt: Running) -> bool:
         if (
             dest is None
             or dest.cfg != old.destinations[name].cfg
-            or dest.recipients != old.destinations[name].recipients
+            # PublicKey compares by identity: compare the keys' ids.
+            or [k.id for k in dest.recipients]
+            != [k.id for k in old.destinations[name].recipients]
         ):
             await rt.workers.pop(name).stop(drain_s=DRAIN_S)
     for name, dest in new.destinations.items():
@@ -367,9 +373,8 @@ async def serve(
             )
             ingest.add_routes(rt.hub.routes())
         admin = web.Application()
-        admin.add_routes(
-            admin_routes(registry, rt.status, rt.ready_problems, node.name)
-        )
+        ops = Operations(rt)
+        admin.add_routes(admin_routes(registry, ops))
         for w in rt.workers.values():
             w.start()
         rt.files = FileTasks(rt.intake, events, rt.hub)
@@ -377,6 +382,7 @@ async def serve(
         rt.publish_keys()
         rt.publish_names()
         rt.tasks.append(asyncio.create_task(rt._gauges()))
+        rt.tasks.append(asyncio.create_task(ops.sample_forever()))
         if cfg.listen.ingest:
             rt.runners.append(await _start_site(ingest, cfg.listen.ingest))
         rt.runners.append(await _start_site(admin, cfg.listen.admin))

@@ -16,23 +16,16 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import crypto
-from adapters.base import RawInput
-from adapters.catalogue import default_catalogue
-from adapters.readers import InputRejected
-from adapters.registry import REGISTRY
 from config.loader import ConfigProblems, LoadedConfig
 from config.loader import load as config_load
-from gateway.app import run as app_run
 from gateway.errors import ConfigError, EnvelopeInvalid, GatewayError
-from gateway.node import Node, build_node
-from gateway.pipeline import NOWHERE, adapt_input
-from gateway.quarantine import replay
-from gateway.spool import Spool
-from monitoring.audit import AuditLog
-from monitoring.audit import verify as audit_verify
-from monitoring.logging import setup as log_setup
+
+if TYPE_CHECKING:
+    from gateway.node import Node
+    from monitoring.audit import AuditLog
 
 BEIJING = timezone(timedelta(hours=8))
 EXIT_OK = 0
@@ -173,6 +166,8 @@ def _load(path: str) -> LoadedConfig:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway.node import build_node
+
     loaded = _load(args.file)
     node = build_node(loaded)
     m = loaded.model
@@ -197,6 +192,12 @@ _MEDIA_TYPES = {
 
 def cmd_translate(args: argparse.Namespace) -> int:
     """Dry run of one source's adapter and validation: nothing is spooled or sent."""
+    from adapters.base import RawInput
+    from adapters.catalogue import default_catalogue
+    from adapters.readers import InputRejected
+    from adapters.registry import REGISTRY
+    from gateway.pipeline import NOWHERE, adapt_input
+
     loaded = _load(args.config)
     sources = loaded.model.sources
     index = next((i for i, s in enumerate(sources) if s.name == args.source), None)
@@ -253,6 +254,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.app import run as app_run
+    from gateway.node import build_node
+    from monitoring.logging import setup as log_setup
+
     loaded = _load(args.config)
     node = build_node(loaded)
     log_setup(args.log_level)
@@ -260,6 +265,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _status_data(loaded: LoadedConfig) -> dict[str, object]:
+    from gateway.spool import Spool
+
     m = loaded.model
     path = loaded.resolve(m.node.state_dir) / "spool.db"
     out: dict[str, object] = {"node": m.node.name}
@@ -337,6 +344,8 @@ def _operator() -> str:
 
 def _audit_for(node: Node) -> AuditLog:
     """The node's audit log, opened by this process for an operator action."""
+    from monitoring.audit import AuditLog
+
     a = node.config.model.node.audit
     return AuditLog.open(
         node.audit_dir,
@@ -350,6 +359,8 @@ def _audit_for(node: Node) -> AuditLog:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from monitoring.audit import verify as audit_verify
+
     loaded = _load(args.config)
     m = loaded.model
     keys: list[crypto.PublicKey] = [crypto.load_public_key(p) for p in args.pub]
@@ -375,6 +386,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
+    from gateway.node import build_node
+    from gateway.quarantine import replay
+    from gateway.spool import Spool
+
     loaded = _load(args.config)
     path = loaded.resolve(loaded.model.node.state_dir) / "spool.db"
     if args.action == "list":
@@ -445,6 +460,9 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
+    from gateway.node import build_node
+    from gateway.spool import Spool
+
     loaded = _load(args.config)
     names = [d.name for d in loaded.model.destinations]
     if args.destination not in names:
@@ -470,6 +488,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+
     p = _Parser(prog="run_gateway.py", description="Exchange gateway (交换前置机).")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument(

@@ -29,6 +29,7 @@ CONFIG = ROOT / "config" / "demo"
 GATEWAY_INGEST = "http://127.0.0.1:8080"
 GATEWAY_ADMIN = "http://127.0.0.1:9108"
 HUB_ADMIN = "http://127.0.0.1:9118"
+ADMIN = "admin"
 
 
 def _say(msg: str) -> None:
@@ -36,7 +37,7 @@ def _say(msg: str) -> None:
 
 
 def prepare() -> dict[str, str]:
-    """Keys and tokens, made once; returns the source tokens."""
+    """Keys and tokens, made once; returns the source tokens and ``admin``."""
     keys = DEMO / "keys"
     for name in ("gateway", "hub"):
         if not (keys / f"{name}.key.pem").exists():
@@ -44,7 +45,8 @@ def prepare() -> dict[str, str]:
     tokens_dir = DEMO / "tokens"
     tokens_dir.mkdir(parents=True, exist_ok=True)
     tokens = {}
-    for source in _sources():
+    # "admin" is the admin API's token (status page), in both demo configs.
+    for source in [*_sources(), ADMIN]:
         path = tokens_dir / f"{source}.token"
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -89,9 +91,12 @@ def samples() -> dict[str, list[tuple[str, str, bytes]]]:
     return out
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(  # noqa: S310 - loopback only
+        url, headers={"Authorization": f"Bearer {token}"} if token else {}
+    )
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - loopback only
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -165,17 +170,19 @@ def main() -> int:
             _wait_ready(GATEWAY_ADMIN, gateway, "gateway")
         _say("Hub and gateway are running. Feeding the bundled samples:")
         for source, files in samples().items():
-            if source not in tokens:
+            if source not in tokens or source == ADMIN:
                 continue
             for name, ctype, body in files:
                 _say(
                     f"  {source}/{name}: {_post(source, tokens[source], name, ctype, body)}"
                 )
-        _wait_delivered()
+        _wait_delivered(tokens[ADMIN])
         _say(f"""
 Where to look:
   gateway status page   {GATEWAY_ADMIN}/        (metrics: {GATEWAY_ADMIN}/metrics)
   hub status page       {HUB_ADMIN}/        (metrics: {HUB_ADMIN}/metrics)
+  admin token           {DEMO / "tokens" / "admin.token"}
+                        (the status pages ask for it: paste the file's contents)
   hub inbox (JSONL)     {DEMO / "hub" / "inbox"}
   status from the CLI   .venv/bin/python run_gateway.py status --config config/demo/gateway.yaml
   logs                  {logs}
@@ -199,16 +206,16 @@ Press Ctrl-C to stop both.""")
                 p.kill()
 
 
-def _wait_delivered() -> None:
+def _wait_delivered(admin_token: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        code, body = _get(GATEWAY_ADMIN + "/api/status")
+        code, body = _get(GATEWAY_ADMIN + "/api/status", admin_token)
         if code == 200:
             st = json.loads(body)
             pending = sum(d["queued"] for d in st["destinations"].values())
             if pending == 0:
                 delivered = sum(d["delivered"] for d in st["destinations"].values())
-                _, hub_body = _get(HUB_ADMIN + "/api/status")
+                _, hub_body = _get(HUB_ADMIN + "/api/status", admin_token)
                 hub = json.loads(hub_body).get("hub", {})
                 _say(
                     f"Delivered {delivered} records with verified receipts; the hub holds "

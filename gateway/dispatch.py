@@ -181,6 +181,24 @@ class DestinationWorker:
         )
         if not items:
             return 0
+        try:
+            return await self._seal_items(items, now)
+        except asyncio.CancelledError:
+            # Stopped mid-seal (shutdown, reload): give the records back now
+            # rather than leaving them leased until the lease runs out.
+            with contextlib.suppress(SpoolError):
+                await asyncio.shield(
+                    self.spool.release(
+                        [it.item_id for it in items],
+                        delay_s=0,
+                        now=self._clock(),
+                        lease_until=items[0].lease_until,
+                    )
+                )
+            raise
+
+    async def _seal_items(self, items: list[LeasedItem], now: float) -> int:
+        cfg = self.dest.cfg
         # Keep the batch under its byte budget; the rest goes back at once.
         size, keep = 0, list[LeasedItem]()
         for it in items:

@@ -12,6 +12,8 @@
     ├── SpoolError               cannot persist: intake answers 503, readiness goes red
     │   ├── QuotaExceeded        over a spool quota: 503 + Retry-After (retry_after_s)
     │   └── LeaseLost            a leased item or envelope changed state meanwhile
+    ├── TransportError(code)     an SFTP server or a drop folder cannot be reached
+    │                            or refused an operation; retried with backoff
     └── DeliveryError(code)      code is bounded: safe as a metric label
         ├── TransientDeliveryError(retry_after)   back to the spool, retried later
         │   └── DeliveryTimeout  (also a TimeoutError)
@@ -40,6 +42,7 @@ __all__ = [
     "ResealRequired",
     "SpoolError",
     "TransientDeliveryError",
+    "TransportError",
 ]
 
 
@@ -110,6 +113,17 @@ class LeaseLost(SpoolError):
     """The items or envelope changed state since the caller leased them."""
 
     code = "E_LEASE_LOST"
+
+
+class TransportError(GatewayError):
+    """A file transport (SFTP server, drop folder) failed; the session is reset."""
+
+    code = "E_TRANSPORT"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        if code is not None:
+            self.code = code
 
 
 class DeliveryError(GatewayError):

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,15 +28,16 @@ import crypto
 from adapters.base import NationalRecord
 from adapters.catalogue import Catalogue
 from crypto.envelope import parse as parse_envelope
+from crypto.origin import OriginProof, proof_of, verify_origin
 from gateway.bodies import TooLarge, read_limited
 from gateway.errors import EnvelopeInvalid, QuotaExceeded, SpoolError
-from gateway.intake import error_response
 from gateway.pipeline import Route, accept_record
+from gateway.provenance import OriginStore, decode_meta
 from gateway.records import AcceptedRecord, InboxEnvelope, Provenance, Reject
 from gateway.spool import AsyncSpool
 from monitoring.events import Events
 
-__all__ = ["RECEIPT_TYPE", "Hub"]
+__all__ = ["RECEIPT_TYPE", "EnvelopeAnswer", "Hub"]
 
 log = logging.getLogger("gateway.hub")
 RECEIPT_TYPE = "application/vnd.smenv.receipt+json"
@@ -44,6 +45,19 @@ RECEIPT_TYPE = "application/vnd.smenv.receipt+json"
 
 class _BadBatch(Exception):
     """The opened payload does not match its signed manifest."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeAnswer:
+    """The hub's answer to one envelope, whatever carried it (HTTP or a file)."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str:
+        return RECEIPT_TYPE if self.status == 200 else "application/json"
 
 
 @dataclass
@@ -61,6 +75,7 @@ class Hub:
     sink_dir: Path | None
     notify: Callable[[tuple[str, ...]], None]
     clock: Callable[[], float] = time.time
+    origins: OriginStore | None = None  # origin proofs of what we receive
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v1/envelopes", self.receive)]
@@ -73,7 +88,7 @@ class Hub:
         *,
         envelope_id: str = "",
         sender: str = "",
-    ) -> web.Response:
+    ) -> EnvelopeAnswer:
         # Peers get the code only; the detail is for our log and audit.
         self.events.hub_received(
             "refused",
@@ -81,16 +96,40 @@ class Hub:
             sender=sender,
             detail=f"{code}: {detail}",
         )
-        return web.json_response({"error": {"code": code}}, status=status)
+        return EnvelopeAnswer(status, json.dumps({"error": {"code": code}}).encode())
+
+    @staticmethod
+    def _http(answer: EnvelopeAnswer) -> web.Response:
+        return web.Response(
+            status=answer.status,
+            body=answer.body,
+            headers=answer.headers,
+            content_type=answer.content_type,
+        )
 
     async def receive(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/envelopes``: read within the limit, then ``accept_envelope``."""
         limit = self.max_envelope_bytes
         if request.content_length is not None and request.content_length > limit:
-            return self._refuse(413, "E_TOO_LARGE", f"{request.content_length} bytes")
+            return self._http(
+                self._refuse(413, "E_TOO_LARGE", f"{request.content_length} bytes")
+            )
         try:
             data = await read_limited(request.content, limit)
         except TooLarge:
-            return self._refuse(413, "E_TOO_LARGE", f"over {limit} bytes")
+            return self._http(self._refuse(413, "E_TOO_LARGE", f"over {limit} bytes"))
+        return self._http(
+            await self.accept_envelope(data, remote_addr=request.remote or "")
+        )
+
+    async def accept_envelope(self, data: bytes, *, remote_addr: str) -> EnvelopeAnswer:
+        """One envelope, whatever carried it: verify, open, store, signed receipt.
+
+        The receipt (status 200) is returned only after everything is durable.
+        """
+        limit = self.max_envelope_bytes
+        if len(data) > limit:
+            return self._refuse(413, "E_TOO_LARGE", f"{len(data)} bytes")
         digest = (await asyncio.to_thread(crypto.sm3, data)).hex()
         try:
             parsed = parse_envelope(io.BytesIO(data), max_size=limit)
@@ -103,9 +142,7 @@ class Hub:
                 self.events.hub_received(
                     "repeat", envelope_id=header.id, sender=header.sender
                 )
-                return web.Response(
-                    status=200, body=stored.receipt, content_type=RECEIPT_TYPE
-                )
+                return EnvelopeAnswer(200, stored.receipt)
             return self._refuse(
                 409,
                 "E_ENVELOPE_CONFLICT",
@@ -146,6 +183,8 @@ class Hub:
                 400, "E_ENVELOPE", str(exc), envelope_id=header.id, sender=header.sender
             )
         self.events.crypto_seconds.labels("open").observe(time.perf_counter() - started)
+        if self.origins is not None and accepted:
+            await asyncio.to_thread(self._keep_origins, data, opened, accepted)
         receipt = crypto.make_receipt(
             self.ring.current(datetime.fromtimestamp(now, UTC)),
             envelope_id=header.id,
@@ -156,7 +195,7 @@ class Hub:
         sender_name = self.sender_names.get(opened.sender.id, opened.sender.id)
         prov = Provenance(
             source=f"hub:{sender_name}"[:63],
-            remote_addr=request.remote or "",
+            remote_addr=remote_addr,
             token_id=opened.sender.id,
             received_at=now,
             content_type=header.content_type,
@@ -169,7 +208,7 @@ class Hub:
             digest_hex=digest,
             size=len(data),
             received_at=now,
-            remote_addr=request.remote or "",
+            remote_addr=remote_addr,
             receipt=receipt,
         )
         try:
@@ -178,14 +217,18 @@ class Hub:
             self.events.hub_received(
                 "throttled", envelope_id=header.id, sender=opened.sender.id
             )
-            return error_response(
+            return EnvelopeAnswer(
                 503,
-                "E_QUOTA",
-                headers={"Retry-After": str(max(1, int(exc.retry_after_s)))},
+                json.dumps({"error": {"code": "E_QUOTA"}}).encode(),
+                {"Retry-After": str(max(1, int(exc.retry_after_s)))},
             )
         except SpoolError as exc:
             log.error("Storing a received envelope failed.", extra={"detail": str(exc)})
-            return error_response(503, "E_SPOOL", headers={"Retry-After": "30"})
+            return EnvelopeAnswer(
+                503,
+                json.dumps({"error": {"code": "E_SPOOL"}}).encode(),
+                {"Retry-After": "30"},
+            )
         if answer.conflict:
             return self._refuse(
                 409,
@@ -208,9 +251,47 @@ class Hub:
                 await asyncio.to_thread(self._write_sink, header.id, accepted)
             if answer.stored:
                 self.notify(tuple({d for r in accepted for d in r.destinations}))
-        return web.Response(
-            status=200, body=answer.receipt.receipt, content_type=RECEIPT_TYPE
-        )
+        return EnvelopeAnswer(200, answer.receipt.receipt)
+
+    def _keep_origins(
+        self, data: bytes, opened: crypto.Opened, accepted: list[AcceptedRecord]
+    ) -> None:
+        """Store each accepted record's origin proof before the records are stored.
+
+        A proof carried in the envelope (an earlier hub forwarded the records)
+        is kept if it verifies; otherwise the envelope itself is the origin.
+        """
+        if self.origins is None:
+            return
+        header = opened.header
+        carried: dict[str, OriginProof] = {}
+        try:
+            groups = decode_meta(header.meta, records=header.records)
+        except EnvelopeInvalid as exc:
+            log.warning(
+                "Provenance in an envelope is malformed; its sender is taken as "
+                "the origin.",
+                extra={"envelope_id": header.id, "detail": exc.detail},
+            )
+            groups = []
+        for proof, idx in groups:
+            digests = [header.manifest[i] for i in idx]
+            try:
+                verify_origin(proof, digests)
+            except EnvelopeInvalid as exc:
+                log.warning(
+                    "An origin proof does not verify; its records are taken as "
+                    "coming from the envelope's sender.",
+                    extra={"envelope_id": header.id, "detail": exc.detail},
+                )
+                continue
+            carried.update((d, proof) for d in digests)
+        own = proof_of(data, opened.sender)
+        by_proof: dict[str, tuple[OriginProof, list[str]]] = {}
+        for r in accepted:
+            p = carried.get(r.digest_hex, own)
+            by_proof.setdefault(p.id, (p, []))[1].append(r.digest_hex)
+        self.origins.put(by_proof.values(), sender=opened.sender.id)
 
     def _records(
         self, opened: crypto.Opened, payload: bytes

@@ -60,6 +60,7 @@ class Node:
     senders: crypto.PeerTable = field(default_factory=crypto.PeerTable)
     sender_names: dict[str, str] = field(default_factory=dict)  # key id -> name
     hub_route: Route = NOWHERE
+    admin_tokens: tuple[tuple[str, bytes], ...] = ()  # (token id, token): /api/*
 
     @property
     def name(self) -> str:
@@ -203,6 +204,14 @@ def build_node(cfg: LoadedConfig) -> Node:
                 route = fixed(reach)
             sources[s.name] = Source(s, adapter, tuple(tokens), reach, route)
 
+    admin_tokens = []
+    for j, t in enumerate(m.listen.admin_token_files):
+        try:
+            tok = read_token(cfg.resolve(t))
+            admin_tokens.append((token_id(tok), tok))
+        except ConfigError as exc:
+            p.add(f"listen.admin_token_files.{j}", str(exc))
+
     senders = crypto.PeerTable()
     names: dict[str, str] = {}
     if m.hub is not None:
@@ -228,7 +237,15 @@ def build_node(cfg: LoadedConfig) -> Node:
         elif m.hub.destinations:
             hub_route = fixed(m.hub.destinations)
     return Node(
-        cfg, crypto.KeyRing(keys), catalogue, sources, dests, senders, names, hub_route
+        cfg,
+        crypto.KeyRing(keys),
+        catalogue,
+        sources,
+        dests,
+        senders,
+        names,
+        hub_route,
+        admin_tokens=tuple(admin_tokens),
     )
 
 

@@ -74,6 +74,7 @@ __all__ = [
     "VerifyResult",
     "export",
     "file_name",
+    "recent",
     "verify",
 ]
 
@@ -1652,3 +1653,62 @@ def export(directory: str | os.PathLike[str], *, since_seq: int = 1) -> Iterator
                         continue
                     started = True
                 yield raw.decode("utf-8", errors="replace")
+
+
+# -- recent entries (the status page) ------------------------------------------------------
+
+
+def _lines_backwards(fd: int, size: int) -> Iterator[bytes]:
+    """Complete lines of a file, last first, read in chunks from the end.
+
+    A partial last line (no newline yet: a write in progress, or torn) is left out.
+    """
+    pos = size
+    pending = b""
+    trimmed = False
+    while pos > 0:
+        n = min(_READ_CHUNK, pos)
+        pos -= n
+        pending = os.pread(fd, n, pos) + pending
+        if not trimmed:
+            cut = pending.rfind(b"\n")
+            if cut < 0:
+                continue
+            pending = pending[:cut]
+            trimmed = True
+        # The first part may be the end of a line that starts in an earlier chunk.
+        parts = pending.split(b"\n")
+        pending = parts[0]
+        yield from reversed(parts[1:])
+    if trimmed and pending:
+        yield pending
+
+
+def recent(directory: str | os.PathLike[str], limit: int = 50) -> list[dict[str, Any]]:
+    """The last ``limit`` entries, newest first, for display (the status page).
+
+    Reads backwards from the end of the newest file, and of the files before it
+    only as far as needed: never a whole log. Entries are parsed, not verified
+    (``verify`` does that); a line that is not a JSON object is skipped.
+    """
+    out: list[dict[str, Any]] = []
+    if limit <= 0:
+        return out
+    for _, path in reversed(_list_files(Path(directory))):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # removed since listed
+            continue
+        try:
+            for raw in _lines_backwards(fd, os.fstat(fd).st_size):
+                try:
+                    obj = json.loads(raw)
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if isinstance(obj, dict):
+                    out.append(obj)
+                    if len(out) >= limit:
+                        return out
+        finally:
+            os.close(fd)
+    return out

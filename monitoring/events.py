@@ -9,6 +9,7 @@ names from the catalogue, stable error codes), never from messages or ids.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -218,6 +219,8 @@ class Events:
             ["component", "code"],
             registry=r,
         )
+        # The status page's "last error" per source: (Unix time, code), in memory.
+        self.source_errors: dict[str, tuple[float, str]] = {}
 
     def _audit(self, kind: str, **fields: Any) -> None:
         if self.audit is None:
@@ -331,6 +334,7 @@ class Events:
     ) -> None:
         self.inputs.labels(source, "refused").inc()
         self.rejects.labels(source, code).inc()
+        self.source_errors[source] = (time.time(), code)
         if intake_id is not None:
             self.quarantined.labels(source, code).inc()
         self._audit(
@@ -354,6 +358,7 @@ class Events:
 
     def input_throttled(self, source: str, *, remote: str | None = None) -> None:
         self.inputs.labels(source, "throttled").inc()
+        self.source_errors[source] = (time.time(), "E_QUOTA")
         self._audit(
             "input_throttled",
             actor=f"source:{source}",
@@ -365,6 +370,7 @@ class Events:
 
     def auth_failed(self, source: str, remote: str) -> None:
         self.auth_failures.labels(source).inc()
+        self.source_errors[source] = (time.time(), "E_AUTH")
         self._audit(
             "auth_failed", actor=f"source:{source}", remote=remote, source=source
         )

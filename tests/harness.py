@@ -16,6 +16,9 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 import crypto
 from config.loader import load
@@ -38,6 +41,7 @@ class Site:
 
     root: Path
     token: str = "test-token-0123456789abcdef"
+    admin_token: str = "admin-token-0123456789abcdef"
     ports: dict[str, int] = field(default_factory=dict)
 
     def port(self, name: str) -> int:
@@ -63,6 +67,18 @@ class Site:
             p.chmod(0o600)
         return p
 
+    def admin_token_file(self) -> Path:
+        p = self.root / "tokens" / "admin.token"
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(self.admin_token + "\n")
+            p.chmod(0o600)
+        return p
+
+    def admin_auth(self) -> dict[str, str]:
+        """Headers for the admin API (/api/*) of this site's nodes."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port(name)}"
 
@@ -87,6 +103,7 @@ class Site:
             "listen:",
             f"  ingest: 127.0.0.1:{self.port(name)}",
             f"  admin: 127.0.0.1:{self.port(name + '-admin')}",
+            f"  admin_token_files: [{self.admin_token_file()}]",
             "sources:",
             "  - name: src",
             f"    token_files: [{self.token_file()}]",
@@ -126,6 +143,7 @@ class Site:
             "listen:",
             f"  ingest: 127.0.0.1:{self.port(name)}",
             f"  admin: 127.0.0.1:{self.port(name + '-admin')}",
+            f"  admin_token_files: [{self.admin_token_file()}]",
             "hub:",
             "  senders:",
         ]
@@ -140,14 +158,42 @@ def node_from(path: Path) -> Node:
     return build_node(load(path))
 
 
+def admin_headers(config: Path | Node) -> dict[str, str]:
+    """Authorization for a node's admin API, from the first of its admin token files.
+
+    A config file is only read for that (a test may have broken the rest of it).
+    """
+    if isinstance(config, Node):
+        files = config.config.model.listen.admin_token_files
+        where = config.config.path.parent
+    else:
+        listen = (yaml.safe_load(config.read_text()) or {}).get("listen") or {}
+        files = listen.get("admin_token_files") or []
+        where = config.parent
+    if not files:
+        return {}
+    token = (where / files[0]).read_text().strip()  # relative: to the config's folder
+    return {"Authorization": f"Bearer {token}"}
+
+
 @contextlib.asynccontextmanager
-async def running(*paths: Path) -> AsyncIterator[list[Node]]:
-    """Run nodes in this event loop until the block ends."""
+async def running(
+    *paths: Path, reloads: list[asyncio.Event] | None = None
+) -> AsyncIterator[list[Node]]:
+    """Run nodes in this event loop until the block ends.
+
+    ``reloads``: gets one event per node; setting it reloads that node's
+    configuration, as SIGHUP does.
+    """
     stop = asyncio.Event()
     nodes = [node_from(p) for p in paths]
     tasks = []
     for n in nodes:
-        tasks.append(asyncio.create_task(serve(n, stop)))
+        reload_requested = None
+        if reloads is not None:
+            reload_requested = asyncio.Event()
+            reloads.append(reload_requested)
+        tasks.append(asyncio.create_task(serve(n, stop, reload_requested)))
         await wait_ready_async(n)
     try:
         yield nodes
@@ -197,6 +243,7 @@ class Proc:
         self.admin = admin
         self.log = log
         self.p: subprocess.Popen[bytes] | None = None
+        self.auth: dict[str, str] | None = None  # admin API headers, read once
 
     def start(self, *, wait: bool = True) -> Proc:
         with self.log.open("ab") as out:
@@ -212,6 +259,7 @@ class Proc:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        self.auth = admin_headers(self.config)
         if wait:
             self.wait_ready()
         return self
@@ -243,10 +291,12 @@ class Proc:
             self.p.send_signal(signal.SIGTERM)
         return self.p.wait(timeout=timeout)
 
-    def status(self) -> dict[str, object]:
-        code, body = http("GET", self.admin + "/api/status")
+    def status(self) -> dict[str, Any]:
+        if self.auth is None:
+            self.auth = admin_headers(self.config)
+        code, body = http("GET", self.admin + "/api/status", headers=self.auth)
         assert code == 200, body
-        result: dict[str, object] = json.loads(body)
+        result: dict[str, Any] = json.loads(body)
         return result
 
 

@@ -15,13 +15,16 @@ from tests.conftest import ROOT
 LIMIT_KB = 150 * 1024
 SIZE = int(os.environ.get("GATEWAY_STREAM_TEST_BYTES", str(2 * 1024**3)))
 
-# Runs the CLI in-process and reports its own peak RSS (ru_maxrss, KiB).
+# Runs the CLI in-process and reports its own peak RSS in KiB. VmHWM, not
+# ru_maxrss: Linux carries the parent's high-water mark across fork+exec into
+# ru_maxrss, so a child of a large pytest process would report the parent's.
 RUNNER = """
-import resource, sys
+import sys
 sys.path.insert(0, sys.argv[1])
 from gateway.cli import main
 rc = main(sys.argv[2:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+with open("/proc/self/status") as f:
+    print(next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")))
 sys.exit(rc)
 """
 

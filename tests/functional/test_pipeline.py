@@ -61,7 +61,7 @@ async def until(pred: Any, seconds: float = 20.0) -> None:
 
 
 async def delivered(site: Site, n: int, dest: str = "hub") -> bool:
-    _, st = await get_json(site.admin("gw") + "/api/status")
+    _, st = await get_json(site.admin("gw") + "/api/status", site.admin_auth())
     return bool(st["destinations"][dest]["delivered"] >= n)
 
 
@@ -83,7 +83,9 @@ async def test_end_to_end_with_verified_receipts(site: Site) -> None:
             d = rec["deliveries"]["hub"]
             assert d["state"] == "delivered"
             assert d["receipt_id"]
-        _, hub_status = await get_json(site.admin("hub") + "/api/status")
+        _, hub_status = await get_json(
+            site.admin("hub") + "/api/status", site.admin_auth()
+        )
         assert hub_status["hub"]["records"] == 12
     # What the hub holds is exactly what was pushed, record for record.
     with Spool(site.root / "hub" / "spool.db", readonly=True) as hub_spool:
@@ -104,7 +106,7 @@ async def test_idempotency_key_returns_first_answer(site: Site) -> None:
         assert c3 == 422
         assert a3["error"]["code"] == "E_IDEMPOTENCY_CONFLICT"
         await until(lambda: delivered(site, 4))
-        _, st = await get_json(site.admin("gw") + "/api/status")
+        _, st = await get_json(site.admin("gw") + "/api/status", site.admin_auth())
         assert st["sources"]["src"]["records"] == 4
 
 
@@ -215,7 +217,7 @@ async def test_hub_dedupes_and_refuses_bad_envelopes(site: Site) -> None:
         # Same records in a new envelope: accepted, held once.
         c3, _, _ = await post(url, await _sealed_for_hub(site), {})
         assert c3 == 200
-        _, st = await get_json(site.admin("hub") + "/api/status")
+        _, st = await get_json(site.admin("hub") + "/api/status", site.admin_auth())
         assert st["hub"]["records"] == 4
         assert st["hub"]["duplicates"] == 4
         # Tampered, unknown sender, too old: refused with a bare code.
@@ -287,15 +289,19 @@ async def test_metrics_and_health(site: Site) -> None:
 async def test_error_budget_holds_the_whole_input(site: Site) -> None:
     async with running(site.hub_config(), site.gateway_config()):
         bad = b'{"dataset": "SECTION", "fields": {"BID_SECTION_CODE": "x"}}\n' * 15
-        c, a, _ = await post(site.url("gw") + "/v1/ingest/src", bad + demo_jsonl(3),
-                             auth(site))
+        c, a, _ = await post(
+            site.url("gw") + "/v1/ingest/src", bad + demo_jsonl(3), auth(site)
+        )
         assert c == 422
         assert a["error"]["code"] == "E_ERROR_BUDGET"
         assert "15 of 27" in a["error"]["message"]
-        _, st = await get_json(site.admin("gw") + "/api/status")
+        _, st = await get_json(site.admin("gw") + "/api/status", site.admin_auth())
         assert st["sources"]["src"]["records"] == 0
         assert st["sources"]["src"]["quarantined"] == 1
-        async with aiohttp.ClientSession() as s, s.get(site.admin("gw") + "/metrics") as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(site.admin("gw") + "/metrics") as r,
+        ):
             assert 'gateway_inputs_held_total{source="src"} 1.0' in await r.text()
     with Spool(site.root / "gw" / "spool.db", readonly=True) as sp:
         kept = sp.get_input(a["intake_id"])

@@ -85,7 +85,7 @@ routes:
         assert {r["code"] for r in state["rejected"]} == {"E_UNROUTABLE"}
         await until(lambda: delivered(site, 4, "hub"))
         await until(lambda: delivered(site, 6, "hub2"))
-        _, h1 = await get_json(site.admin("hub") + "/api/status")
-        _, h2 = await get_json(site.admin("hub2") + "/api/status")
+        _, h1 = await get_json(site.admin("hub") + "/api/status", site.admin_auth())
+        _, h2 = await get_json(site.admin("hub2") + "/api/status", site.admin_auth())
         assert h1["hub"]["records"] == 4  # all of Nanjing's records
         assert h2["hub"]["records"] == 6  # the 4 sections + Nanjing's other two

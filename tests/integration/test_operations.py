@@ -12,8 +12,12 @@ from tests.harness import ROOT, Proc, Site, http
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), *args],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_gateway.py"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_quarantine_replay_and_audit_verify(tmp_path: Path) -> None:
@@ -22,16 +26,27 @@ def test_quarantine_replay_and_audit_verify(tmp_path: Path) -> None:
     gw = Proc(cfg, site.admin("gw"), site.root / "gw.log").start()
     try:
         body = demo_jsonl(1)
-        code, ans = http("POST", site.url("gw") + "/v1/ingest/src", body, {
-            "Authorization": f"Bearer {site.token}", "Content-Type": "text/csv"})
+        code, ans = http(
+            "POST",
+            site.url("gw") + "/v1/ingest/src",
+            body,
+            {"Authorization": f"Bearer {site.token}", "Content-Type": "text/csv"},
+        )
         assert code == 415
         iid = json.loads(ans)["intake_id"]
         r = cli("quarantine", "list", "--config", str(cfg))
         assert r.returncode == 0
         assert iid in r.stdout
         assert "E_CONTENT_TYPE" in r.stdout
-        r = cli("quarantine", "show", iid, "--config", str(cfg), "--raw",
-                str(tmp_path / "raw.bin"))
+        r = cli(
+            "quarantine",
+            "show",
+            iid,
+            "--config",
+            str(cfg),
+            "--raw",
+            str(tmp_path / "raw.bin"),
+        )
         assert r.returncode == 0, r.stderr
         shown = json.loads(r.stdout)
         assert shown["reason"]["code"] == "E_CONTENT_TYPE"
@@ -41,14 +56,21 @@ def test_quarantine_replay_and_audit_verify(tmp_path: Path) -> None:
         assert r.returncode == 1
         assert "E_CONTENT_TYPE" in r.stderr
         # The operator fixes the source's config; the replay keeps the intake id.
-        cfg.write_text(cfg.read_text().replace(
-            "content_types: [application/x-ndjson, application/json]",
-            "content_types: [application/x-ndjson, application/json, text/csv]"))
+        cfg.write_text(
+            cfg.read_text().replace(
+                "content_types: [application/x-ndjson, application/json]",
+                "content_types: [application/x-ndjson, application/json, text/csv]",
+            )
+        )
         r = cli("quarantine", "replay", iid, "--config", str(cfg))
         assert r.returncode == 0, r.stderr
         assert "4 records" in r.stdout
-        code, st = http("GET", site.url("gw") + f"/v1/intake/{iid}", None,
-                        {"Authorization": f"Bearer {site.token}"})
+        code, st = http(
+            "GET",
+            site.url("gw") + f"/v1/intake/{iid}",
+            None,
+            {"Authorization": f"Bearer {site.token}"},
+        )
         state = json.loads(st)
         assert state["status"] == "accepted"
         assert len(state["records"]) == 4
@@ -62,8 +84,14 @@ def test_quarantine_replay_and_audit_verify(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     audit_dir = site.root / "gw" / "audit"
     text = "".join(p.read_text() for p in sorted(audit_dir.glob("audit-*.jsonl")))
-    for kind in ("node_started", "input_quarantined", "input_replayed", "node_stopping",
-                 "checkpoint", "config_loaded"):
+    for kind in (
+        "node_started",
+        "input_quarantined",
+        "input_replayed",
+        "node_stopping",
+        "checkpoint",
+        "config_loaded",
+    ):
         assert f'"kind":"{kind}"' in text, kind
     assert '"actor":"operator:' in text
     # Edit one entry: verify names it and exits 1.
@@ -89,8 +117,15 @@ def test_dead_letters_redriven_after_the_cause_is_fixed(tmp_path: Path) -> None:
     cfg = site.gateway_config()
     gw = Proc(cfg, site.admin("gw"), site.root / "gw.log").start()
     try:
-        code, _ = http("POST", site.url("gw") + "/v1/ingest/src", demo_jsonl(1), {
-            "Authorization": f"Bearer {site.token}", "Content-Type": "application/x-ndjson"})
+        code, _ = http(
+            "POST",
+            site.url("gw") + "/v1/ingest/src",
+            demo_jsonl(1),
+            {
+                "Authorization": f"Bearer {site.token}",
+                "Content-Type": "application/x-ndjson",
+            },
+        )
         assert code == 202
         deadline = time.monotonic() + 30
         while gw.status()["destinations"]["hub"]["dead"] != 4:
@@ -109,6 +144,8 @@ def test_dead_letters_redriven_after_the_cause_is_fixed(tmp_path: Path) -> None:
     finally:
         gw.stop()
         hub.stop()
-    text = "".join(p.read_text() for p in (site.root / "gw" / "audit").glob("audit-*.jsonl"))
+    text = "".join(
+        p.read_text() for p in (site.root / "gw" / "audit").glob("audit-*.jsonl")
+    )
     assert '"kind":"dead_lettered"' in text
     assert '"kind":"dead_redriven"' in text
