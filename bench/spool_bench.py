@@ -1,7 +1,8 @@
 """Spool benchmark: records/s of each spool operation on a real file, sync and async.
 
 Usage: ``python bench/spool_bench.py [--inputs 60] [--records 200] [--size 2048]
-[--only NAME ...] [--profile NAME] [--dir DIR]``
+[--clients 8] [--dests 1] [--repeat N] [--only NAME ...] [--profile NAME]
+[--dir DIR]``
 
 Each input carries ``--records`` records of about ``--size`` bytes of canonical
 JSON (plus raw bytes of the same total size), queued for one destination. Every
@@ -25,8 +26,13 @@ async (``AsyncSpool``, the way the node uses it; group commit):
                           every record is delivered
   put_received            ``--clients`` concurrent hub requests
 
-The machine's fsync latency is printed first: a sync call cannot beat
-records / fsync time.
+Each line gives records/s (wall clock) and CPU microseconds per record (the
+whole process, all threads: the part other work on the node cannot use). The
+machine's fsync latency and load average are printed first: a sync call cannot
+beat records / fsync time, and on a shared machine the wall-clock numbers swing
+with other load, so compare with ``--repeat N`` (best of N is printed last).
+Spool files go to the system temp folder unless ``--dir`` says otherwise: use
+the disk the spool will live on.
 """
 
 from __future__ import annotations
@@ -181,88 +187,73 @@ def fsync_ms(folder: Path) -> float:
 # -- sync ---------------------------------------------------------------------------
 
 
-def sync_put_intake(spool: Spool, inputs: Inputs, t: Timer) -> int:
-    with t.run():
-        for p, raw, recs in inputs.batches:
-            spool.put_intake(p, raw, recs, now=T0)
+def sync_put_intake(spool: Spool, inputs: Inputs) -> int:
+    for p, raw, recs in inputs.batches:
+        spool.put_intake(p, raw, recs, now=T0)
     return inputs.records
 
 
-def sync_seal(spool: Spool, args: argparse.Namespace, t: Timer, n: int) -> int:
-    done = 0
+def sync_seal(spool: Spool, args: argparse.Namespace) -> int:
+    """Seal stage: lease a batch, store its envelope, until nothing is queued."""
+    done = n = 0
     bodies = [envelope_body(args.records, args) for _ in range(4)]
-    with t.run():
-        while True:
-            items = spool.lease(DEST, limit=args.records, lease_s=60, now=T0)
-            if not items:
-                break
-            body = bodies[n % 4]
-            spool.put_envelope(
-                DEST,
-                f"e{n}",
-                body,
-                digest_hex="00",
-                item_ids=[i.item_id for i in items],
+    while True:
+        items = spool.lease(DEST, limit=args.records, lease_s=60, now=T0)
+        if not items:
+            return done
+        spool.put_envelope(
+            DEST,
+            f"e{n}",
+            bodies[n % 4],
+            digest_hex="00",
+            item_ids=[i.item_id for i in items],
+            now=T0,
+        )
+        done += len(items)
+        n += 1
+
+
+def sync_forward(spool: Spool) -> int:
+    """Forward stage: lease an envelope, store its receipt, until none is left."""
+    done = 0
+    while True:
+        envs = spool.lease_envelopes(DEST, limit=1, lease_s=60, now=T0)
+        if not envs:
+            return done
+        for e in envs:
+            spool.ack_envelope(
+                e.envelope_id,
+                receipt_id="r",
+                receipt_digest_hex="00",
+                receipt=b"R" * 600,
                 now=T0,
             )
-            done += len(items)
-            n += 1
-    return done
+            done += len(e.item_ids)
 
 
-def sync_forward(spool: Spool, t: Timer) -> int:
-    done = 0
-    with t.run():
-        while True:
-            envs = spool.lease_envelopes(DEST, limit=1, lease_s=60, now=T0)
-            if not envs:
-                break
-            for e in envs:
-                spool.ack_envelope(
-                    e.envelope_id,
-                    receipt_id="r",
-                    receipt_digest_hex="00",
-                    receipt=b"R" * 600,
-                    now=T0,
-                )
-                done += len(e.item_ids)
-    return done
-
-
-def sync_cycle(spool: Spool, inputs: Inputs, args: argparse.Namespace, t: Timer) -> int:
+def sync_cycle(spool: Spool, inputs: Inputs, args: argparse.Namespace) -> int:
+    """Every stage in turn for each input, as a single caller would."""
     body = envelope_body(args.records, args)
     done = 0
-    with t.run():
-        for n, (p, raw, recs) in enumerate(inputs.batches):
-            spool.put_intake(p, raw, recs, now=T0)
-            items = spool.lease(DEST, limit=args.records, lease_s=60, now=T0)
-            spool.put_envelope(
-                DEST,
-                f"c{n}",
-                body,
-                digest_hex="00",
-                item_ids=[i.item_id for i in items],
-                now=T0,
-            )
-            for e in spool.lease_envelopes(DEST, limit=1, lease_s=60, now=T0):
-                spool.ack_envelope(
-                    e.envelope_id,
-                    receipt_id="r",
-                    receipt_digest_hex="00",
-                    receipt=b"R" * 600,
-                    now=T0,
-                )
-                done += len(e.item_ids)
+    for n, (p, raw, recs) in enumerate(inputs.batches):
+        spool.put_intake(p, raw, recs, now=T0)
+        items = spool.lease(DEST, limit=args.records, lease_s=60, now=T0)
+        spool.put_envelope(
+            DEST,
+            f"c{n}",
+            body,
+            digest_hex="00",
+            item_ids=[i.item_id for i in items],
+            now=T0,
+        )
+        done += sync_forward(spool)
     return done
 
 
-def sync_received(
-    spool: Spool, args: argparse.Namespace, inputs: Inputs, t: Timer
-) -> int:
-    with t.run():
-        for i in range(len(inputs.batches)):
-            env, recs, hp = received(args, inputs, i)
-            spool.put_received(env, recs, hp, now=T0)
+def sync_received(spool: Spool, args: argparse.Namespace, inputs: Inputs) -> int:
+    for i in range(len(inputs.batches)):
+        env, recs, hp = received(args, inputs, i)
+        spool.put_received(env, recs, hp, now=T0)
     return inputs.records
 
 
@@ -422,20 +413,20 @@ class Bench:
             inputs = Inputs(args, dests=(DEST,), seed=1)
             with Spool(self.fresh()) as spool:
                 with self.timed("sync put_intake") as t:
-                    n = sync_put_intake(spool, inputs, Timer())
+                    n = sync_put_intake(spool, inputs)
                 self.report("sync put_intake", n, t)
                 with self.timed("sync lease+put_envelope") as t:
-                    n = sync_seal(spool, args, Timer(), 0)
+                    n = sync_seal(spool, args)
                 self.report("sync lease+put_envelope", n, t)
                 with self.timed("sync lease_env+ack_envelope") as t:
-                    n = sync_forward(spool, Timer())
+                    n = sync_forward(spool)
                 self.report("sync lease_env+ack_envelope", n, t)
                 assert spool.check() == []
         if self.wanted("sync gateway cycle"):
             inputs = Inputs(args, dests=(DEST,), seed=2)
             with Spool(self.fresh()) as spool:
                 with self.timed("sync gateway cycle") as t:
-                    n = sync_cycle(spool, inputs, args, Timer())
+                    n = sync_cycle(spool, inputs, args)
                 self.report("sync gateway cycle", n, t)
         for name, dests in (
             ("put_received", ()),
@@ -446,7 +437,7 @@ class Bench:
             inputs = Inputs(args, dests=dests, seed=3)
             with Spool(self.fresh()) as spool:
                 with self.timed(f"sync {name}") as t:
-                    n = sync_received(spool, args, inputs, Timer())
+                    n = sync_received(spool, args, inputs)
                 self.report(f"sync {name}", n, t)
                 assert spool.hub_counts().records == n
 
