@@ -28,6 +28,7 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	$(PY) bench/crypto_bench.py
+	$(PY) bench/adapter_bench.py
 
 # Longer fuzzing of the envelope parser (hypothesis); FUZZ_EXAMPLES=100000 make fuzz
 fuzz: $(STAMP)

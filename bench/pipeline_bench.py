@@ -188,7 +188,10 @@ def main() -> int:
         site.root.mkdir()
         hub = Proc(site.hub_config(), site.admin("hub"), site.root / "hub.log")
         gw_cfg = site.gateway_config()
-        text = gw_cfg.read_text().replace(
+        # Production-like timeouts: a 2,000-record envelope takes a loaded hub
+        # more than the test harness's 5 s to open, validate and store.
+        text = gw_cfg.read_text().replace("    timeout_s: 5\n", "    timeout_s: 60\n")
+        text = text.replace(
             "    batch: {max_records: 200, linger_s: 0.05}",
             "    batch: {max_records: 2000, max_bytes: 8MiB, linger_s: 0.2}",
         )
