@@ -181,7 +181,11 @@ def build_node(cfg: LoadedConfig) -> Node:
             )
         else:
             try:
-                adapter = spec.create(s.options, where=f"sources.{i}")
+                options = dict(s.options)
+                if "base_dir" in spec.options.model_fields:
+                    # Relative paths in adapter options mean: next to this config.
+                    options.setdefault("base_dir", str(cfg.path.parent.resolve()))
+                adapter = spec.create(options, where=f"sources.{i}")
             except ConfigError as exc:
                 p.add(f"sources.{i}.options", str(exc))
         tokens = []
