@@ -34,7 +34,7 @@ SAMPLES = SHARED / "samples" / "expected"
 DOMAIN = SHARED / "DOMAIN.md"
 
 needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(), reason="/work/shared (DOMAIN.md, samples) is not present"
+    not SHARED.is_dir(), reason=f"{SHARED} (DOMAIN.md, samples) is not present"
 )
 
 
