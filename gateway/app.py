@@ -50,6 +50,7 @@ log = logging.getLogger("gateway")
 VERSION = "0.1.0"
 DRAIN_S = 20.0
 GAUGE_INTERVAL_S = 5.0
+PRUNE_INTERVAL_S = 3600.0
 
 
 def quotas_from(cfg: GatewayConfig) -> Quotas:
@@ -177,6 +178,30 @@ class Running:
             ],
             self.node.ring.current(now).id,
         )
+
+    async def prune_hub_once(self) -> int:
+        """Forget received envelope ids older than the dedupe retention.
+
+        Safe: an envelope that old is refused as E_ENVELOPE_EXPIRED before its id
+        is looked up, and the record-key dedupe table is kept, so a re-sealed
+        record is still held once.
+        """
+        hub = self.node.config.model.hub
+        if hub is None:
+            return 0
+        cutoff = time.time() - hub.dedupe_retention_days * 86400
+        n = await self.spool.prune_hub_envelopes(received_before=cutoff)
+        if n:
+            log.info("Old envelope ids forgotten.", extra={"count": n})
+        return n
+
+    async def _prune_hub(self) -> None:
+        while True:
+            try:
+                await self.prune_hub_once()
+            except SpoolError as exc:
+                log.warning("Pruning envelope ids failed.", extra={"detail": str(exc)})
+            await asyncio.sleep(PRUNE_INTERVAL_S)
 
     async def _gauges(self) -> None:
         ev = self.events
@@ -382,6 +407,8 @@ async def serve(
         rt.publish_keys()
         rt.publish_names()
         rt.tasks.append(asyncio.create_task(rt._gauges()))
+        if cfg.hub is not None:
+            rt.tasks.append(asyncio.create_task(rt._prune_hub()))
         rt.tasks.append(asyncio.create_task(ops.sample_forever()))
         if cfg.listen.ingest:
             rt.runners.append(await _start_site(ingest, cfg.listen.ingest))

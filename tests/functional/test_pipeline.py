@@ -308,3 +308,34 @@ async def test_error_budget_holds_the_whole_input(site: Site) -> None:
         assert kept is not None
         assert len(kept.rejects) == 15
         assert kept.raw.startswith(bad)
+
+
+async def test_hub_forgets_envelope_ids_after_the_retention(site: Site) -> None:
+    """Ids older than the dedupe retention are pruned (at start and hourly);
+    such an envelope is refused as expired anyway, so nothing is stored twice."""
+    hub_cfg = site.hub_config(extra="")
+    hub_cfg.write_text(
+        hub_cfg.read_text().replace(
+            "hub:\n", "hub:\n  dedupe_retention_days: 0.00003\n"
+        )
+    )  # about 2.6 s
+    env = await _sealed_for_hub(site)
+    env_id = envelope_mod.parse(io.BytesIO(env), max_size=len(env)).header.id
+    async with running(hub_cfg):
+        c, _, _ = await post(site.url("hub") + "/v1/envelopes", env, {})
+        assert c == 200
+    with Spool(site.root / "hub" / "spool.db", readonly=True) as sp:
+        assert sp.get_envelope_receipt(env_id) is not None
+    await asyncio.sleep(3)
+    async with running(hub_cfg):
+
+        async def pruned() -> bool:
+            with Spool(site.root / "hub" / "spool.db", readonly=True) as sp:
+                return sp.get_envelope_receipt(env_id) is None
+
+        await until(pruned, 10)
+        c, a, _ = await post(site.url("hub") + "/v1/envelopes", env, {})
+        assert (c, a["error"]["code"]) == (422, "E_ENVELOPE_EXPIRED")
+    with Spool(site.root / "hub" / "spool.db", readonly=True) as sp:
+        assert sp.get_envelope_receipt(env_id) is None
+        assert sp.hub_counts().records == 4  # the records themselves are kept
