@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from config.models import GatewayConfig
+from gateway.yamltext import YamlUnreadable, read_yaml
 
 __all__ = ["ConfigProblem", "ConfigProblems", "LoadedConfig", "load", "resolve"]
 
@@ -119,21 +120,14 @@ def load(path: str | os.PathLike[str]) -> LoadedConfig:
     p = Path(path)
     name = str(p)
     try:
-        text = p.read_text(encoding="utf-8")
+        root, data = read_yaml(p, _SafeLineLoader)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigProblems(
             [ConfigProblem(name, None, None, "", f"cannot read ({exc})")]
         ) from exc
-    try:
-        root = yaml.compose(text, Loader=_SafeLineLoader)
-        data = yaml.load(text, Loader=_SafeLineLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        msg = str(getattr(exc, "problem", None) or exc)
+    except YamlUnreadable as exc:
         raise ConfigProblems(
-            [ConfigProblem(name, line, col, "", f"YAML: {msg}")]
+            [ConfigProblem(name, exc.line, exc.column, "", f"YAML: {exc.message}")]
         ) from exc
     if not isinstance(data, dict):
         raise ConfigProblems(

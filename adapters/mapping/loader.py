@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from adapters.mapping.model import MappingFile
 from gateway.errors import ConfigError
+from gateway.yamltext import YamlUnreadable, read_yaml
 
 __all__ = [
     "Loc",
@@ -181,21 +182,14 @@ def read_mapping(path: Path) -> tuple[MappingFile, Problems]:
     """
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        root, data = read_yaml(path, _TextLoader)
     except (OSError, UnicodeDecodeError) as exc:
         raise MappingError(
             [MappingProblem(name, None, None, "", f"cannot read the mapping ({exc})")]
         ) from exc
-    try:
-        root = yaml.compose(text, Loader=_TextLoader)
-        data = yaml.load(text, Loader=_TextLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        column = mark.column + 1 if mark else None
-        message = str(getattr(exc, "problem", None) or exc)
+    except YamlUnreadable as exc:
         raise MappingError(
-            [MappingProblem(name, line, column, "", f"YAML: {message}")]
+            [MappingProblem(name, exc.line, exc.column, "", f"YAML: {exc.message}")]
         ) from exc
     problems = Problems(name, root)
     if not isinstance(data, dict):
