@@ -336,6 +336,20 @@ def _prefix(header_raw: bytes, wrapped: Sequence[tuple[str, bytes]]) -> bytes:
     return b"".join(parts)
 
 
+def _begin(
+    sender: PrivateKey,
+    recipients: Sequence[PublicKey],
+    **header_fields: Any,
+) -> tuple[EnvelopeHeader, bytes, bytes, bytes]:
+    """Header, its bytes, a fresh content key, and the bytes before the ciphertext
+    (magic, header, key table with the key wrapped to every recipient)."""
+    header = _new_header(sender, recipients, **header_fields)
+    raw = header.encode()
+    cek = os.urandom(SM4_KEY_BYTES)
+    wrapped = [(r.id, r.wrap(cek)) for r in recipients]
+    return header, raw, cek, _prefix(raw, wrapped)
+
+
 class _Pipeline:
     """Encrypt on this thread while the SM3 of the ciphertext runs on another."""
 
@@ -392,7 +406,7 @@ def seal_stream(
 
     Memory stays at a few chunks whatever the input size.
     """
-    header = _new_header(
+    header, raw, cek, prefix = _begin(
         sender,
         recipients,
         content_type=content_type,
@@ -402,11 +416,8 @@ def seal_stream(
         now=now,
         envelope_id=envelope_id,
     )
-    raw = header.encode()
-    cek = os.urandom(SM4_KEY_BYTES)
-    wrapped = [(r.id, r.wrap(cek)) for r in recipients]
     start = out.tell()
-    out.write(_prefix(raw, wrapped))
+    out.write(prefix)
     len_pos = out.tell()
     out.write(b"\0" * 8)
     pipe = _Pipeline(Gcm(cek, header.nonce, raw), parallel=True)
@@ -447,7 +458,7 @@ def seal_bytes(
     envelope_id: str | None = None,
 ) -> tuple[bytes, EnvelopeHeader]:
     """Seal an in-memory payload; returns (envelope bytes, header)."""
-    header = _new_header(
+    header, raw, cek, prefix = _begin(
         sender,
         recipients,
         content_type=content_type,
@@ -457,9 +468,6 @@ def seal_bytes(
         now=now,
         envelope_id=envelope_id,
     )
-    raw = header.encode()
-    cek = os.urandom(SM4_KEY_BYTES)
-    wrapped = [(r.id, r.wrap(cek)) for r in recipients]
     comp = _Compressor(compression)
     body = comp.update(payload)
     tail = comp.finish()
@@ -473,7 +481,7 @@ def seal_bytes(
     sig = sender.sign(signed_bytes(raw, digest))
     env = b"".join(
         [
-            _prefix(raw, wrapped),
+            prefix,
             struct.pack(">Q", ct_len),
             *pieces,
             tag,
