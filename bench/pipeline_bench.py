@@ -19,7 +19,9 @@ import argparse
 import asyncio
 import io
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -127,6 +129,13 @@ def vm_hwm_kib(p: Proc) -> int:
     return 0
 
 
+def cpu_s(p: Proc) -> float:
+    """User + system CPU seconds the process has used so far (all threads)."""
+    assert p.p is not None
+    fields = Path(f"/proc/{p.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def bare_reference(payloads: list[bytes], clients: int, workdir: Path) -> float:
     """A bare durable intake: write + fsync each body, then 202."""
     n = 0
@@ -165,6 +174,12 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument(
         "--pad", type=int, default=450, help="padding to make ~2 KB records"
+    )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="write py-spy flame graphs (all threads) of the gateway and the hub "
+        "during the backlog drain and the live run into this folder",
     )
     args = ap.parse_args()
 
@@ -207,26 +222,40 @@ def main() -> int:
 
         # 1. ingest -> sealed and spooled (no hub: nothing leaves).
         gw.start()
+        spies = _spy(args.profile, "ingest", gw)
+        c0 = cpu_s(gw)
         t_ingest = asyncio.run(blast(url, site.token, payloads, args.clients))
+        c_ingest = cpu_s(gw) - c0
+        _unspy(spies)
         t_sealed = t_ingest + wait(
             lambda: (
                 status(gw)["destinations"]["hub"]["queued"] == n_records
                 and _all_sealed(site)
             )
         )
+        c_sealed = cpu_s(gw) - c0
         # 2. end to end: start the hub; the backlog drains with receipts verified.
         hub.start()
+        hub.wait_ready()
+        spies = _spy(args.profile, "drain", gw, hub)
+        g0, h0 = cpu_s(gw), cpu_s(hub)
         t_drain = wait(
             lambda: status(gw)["destinations"]["hub"]["delivered"] == n_records
         )
+        c_drain = (cpu_s(gw) - g0, cpu_s(hub) - h0)
+        _unspy(spies)
         rss_gw, rss_hub = vm_hwm_kib(gw), vm_hwm_kib(hub)
         # 3. live end to end: a second load with the hub up, timed to the last receipt.
         payloads2 = bodies(args.records, args.batch, args.pad)
         payloads2 = [p.replace(b"E32", b"F32") for p in payloads2]  # new record keys
+        spies = _spy(args.profile, "live", gw, hub)
+        g0, h0 = cpu_s(gw), cpu_s(hub)
         t0 = time.perf_counter()
         asyncio.run(blast(url, site.token, payloads2, args.clients))
         wait(lambda: status(gw)["destinations"]["hub"]["delivered"] == 2 * n_records)
         t_e2e = time.perf_counter() - t0
+        c_live = (cpu_s(gw) - g0, cpu_s(hub) - h0)
+        _unspy(spies)
         # 4. latency at a fixed 1,000 records/s (10-record requests, 100 per second).
         small = bodies(10_000, 12, 0)
         small = [p.replace(b"E32", b"G32") for p in small][:1000]
@@ -265,7 +294,63 @@ def main() -> int:
     print(
         f"| peak RSS | gateway {rss_gw / 1024:.0f} MiB, hub {rss_hub / 1024:.0f} MiB | | |"
     )
+    print()
+    print("CPU per record (user + system, all threads; steadier than wall time on a")
+    print("shared machine):")
+    print("| phase | gateway µs/rec | hub µs/rec | records per CPU-second (both) |")
+    print("|---|---:|---:|---:|")
+    for name, g, h in (
+        ("ingest → durable 202", c_ingest, 0.0),
+        ("ingest → sealed and spooled", c_sealed, 0.0),
+        ("backlog drain to the hub", *c_drain),
+        ("end to end, live", *c_live),
+    ):
+        print(
+            f"| {name} | {g / n_records * 1e6:,.0f} | {h / n_records * 1e6:,.0f} "
+            f"| {n_records / (g + h):,.0f} |"
+        )
     return 0
+
+
+def _spy(
+    folder: Path | None, phase: str, *procs: Proc
+) -> list[subprocess.Popen[bytes]]:
+    """Start py-spy on each process (sampling, every thread, --gil off)."""
+    if folder is None:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for name, p in zip(("gateway", "hub"), procs, strict=False):
+        assert p.p is not None
+        out = folder / f"{phase}-{name}.txt"
+        spies.append(
+            subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(p.p.pid),
+                    "--threads",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "-o",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    time.sleep(0.5)
+    return spies
+
+
+def _unspy(spies: list[subprocess.Popen[bytes]]) -> None:
+    for s in spies:
+        s.send_signal(signal.SIGINT)
+    for s in spies:
+        s.wait(timeout=60)
 
 
 def _all_sealed(site: Site) -> bool:

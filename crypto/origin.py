@@ -20,7 +20,7 @@ import binascii
 import io
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from crypto._primitives import Sm3
@@ -40,14 +40,16 @@ class OriginProof:
     ciphertext_sm3: str
     signature: bytes
     sender_spki: bytes
+    # SM3 of what was signed and the signature: names the proof. Computed
+    # once: the header carries the whole manifest (64 bytes per record), so
+    # hashing it per record made storing an envelope quadratic.
+    id: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def id(self) -> str:
-        """SM3 of what was signed and the signature: names the proof."""
+    def __post_init__(self) -> None:
         h = Sm3()
         h.update(signed_bytes(self.header_raw, bytes.fromhex(self.ciphertext_sm3)))
         h.update(self.signature)
-        return h.digest().hex()
+        object.__setattr__(self, "id", h.digest().hex())
 
     def to_json(self) -> dict[str, str]:
         return {
