@@ -342,6 +342,33 @@ class Retry(Strict):
     )
 
 
+class Ordering(Strict):
+    """Parent-first: a child record (a section, a notice) is sent only after its
+    parent (the tender project) has been delivered to the same destination."""
+
+    parent_first: bool = Field(
+        default=True, description="hold children until their parent is delivered"
+    )
+    hold_alarm_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a record held longer than this raises the held-records alarm",
+    )
+
+
+class RateLimit(Strict):
+    """Token buckets on what is sent to one destination (absent: unlimited)."""
+
+    records_per_s: float | None = Field(default=None, gt=0)
+    envelopes_per_s: float | None = Field(default=None, gt=0)
+    burst_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="how many seconds of rate may be spent at once after a pause",
+    )
+
+
 class DestinationBase(Strict):
     """What every destination has, whatever carries its envelopes."""
 
@@ -362,6 +389,8 @@ class DestinationBase(Strict):
         default=5, ge=1, description="failures that open the breaker"
     )
     circuit_open_s: float = Field(default=30.0, gt=0)
+    ordering: Ordering = Ordering()
+    rate_limit: RateLimit = RateLimit()
 
 
 class HttpDestination(DestinationBase):

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from gateway.hub import Hub
 from gateway.intake import Intake
 from gateway.node import Destination, Node, build_node
 from gateway.operations import Operations
-from gateway.provenance import OriginStore
+from gateway.provenance import OriginStore, prune_before
 from gateway.records import DestinationCounts
 from gateway.spool import AsyncSpool, Limits, Quotas
 from gateway.transports.runner import FileTasks
@@ -82,6 +83,7 @@ class Running:
     files: FileTasks | None = None  # SFTP / directory sources, envelope folders
     runners: list[web.AppRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _hold_alarmed: set[str] = field(default_factory=set)  # destinations in alarm
 
     def notify(self, destinations: tuple[str, ...]) -> None:
         for d in destinations:
@@ -116,6 +118,8 @@ class Running:
                 "delivered": d.delivered,
                 "dead": d.dead,
                 "oldest_age_s": d.oldest_age_s,
+                "held": d.held,
+                "oldest_held_s": d.oldest_held_s,
                 "circuit_open": bool(w and w.breaker.is_open),
                 "last_error": w.last_error if w else None,
             }
@@ -195,24 +199,70 @@ class Running:
             log.info("Old envelope ids forgotten.", extra={"count": n})
         return n
 
+    async def prune_origins_once(self) -> tuple[int, int]:
+        """Delete origin proofs (origins.db) unused for the dedupe retention.
+
+        A proof an undelivered record may still need (its onward envelope, or a
+        re-seal, carries it) is kept however old: the cut-off moves back to the
+        oldest undelivered record. Returns (proofs, records) deleted.
+        """
+        hub = self.node.config.model.hub
+        if hub is None or self.origins is None:
+            return 0, 0
+        now = time.time()
+        counts = await self.spool.destination_counts(now=now)
+        ages = [c.oldest_age_s for c in counts.values() if c.oldest_age_s is not None]
+        cutoff = prune_before(
+            now,
+            retention_s=hub.dedupe_retention_days * 86400,
+            oldest_undelivered_s=max(ages) if ages else None,
+        )
+        proofs, records = await asyncio.to_thread(self.origins.prune, before=cutoff)
+        if proofs:
+            self.events.origins_pruned(
+                proofs=proofs,
+                records=records,
+                retention_days=hub.dedupe_retention_days,
+            )
+        return proofs, records
+
     async def _prune_hub(self) -> None:
         while True:
             try:
                 await self.prune_hub_once()
             except SpoolError as exc:
                 log.warning("Pruning envelope ids failed.", extra={"detail": str(exc)})
+            try:
+                await self.prune_origins_once()
+            except (SpoolError, sqlite3.Error) as exc:
+                log.warning("Pruning origin proofs failed.", extra={"detail": str(exc)})
             await asyncio.sleep(PRUNE_INTERVAL_S)
+
+    def _held_gauges(self, name: str, alarm_s: float, c: DestinationCounts) -> None:
+        ev = self.events
+        ev.held_records.labels(name).set(c.held)
+        ev.held_oldest.labels(name).set(c.oldest_held_s or 0)
+        ev.hold_alarm_s.labels(name).set(alarm_s)
+        # The alert rule watches the gauges; the log and the audit say it once
+        # per episode (until nothing is held past the alarm time).
+        over = c.oldest_held_s is not None and c.oldest_held_s > alarm_s
+        if over and name not in self._hold_alarmed:
+            self._hold_alarmed.add(name)
+            ev.hold_alarm(name, records=c.held, oldest_s=c.oldest_held_s or 0)
+        elif not over:
+            self._hold_alarmed.discard(name)
 
     async def _gauges(self) -> None:
         ev = self.events
         while True:
             try:
                 counts = await self.spool.destination_counts(now=time.time())
-                for n in self.node.destinations:
+                for n, dest in self.node.destinations.items():
                     c = counts.get(n) or DestinationCounts()
                     ev.spool_depth.labels(n).set(c.queued + c.leased + c.sealed)
                     ev.oldest_undelivered.labels(n).set(c.oldest_age_s or 0)
                     ev.dead_records.labels(n).set(c.dead)
+                    self._held_gauges(n, dest.cfg.ordering.hold_alarm_s, c)
                 ev.disk_free.set(shutil.disk_usage(self.node.state_dir).free)
                 if ev.audit is not None:
                     ev.audit_checkpoint_age.set(ev.audit.checkpoint_age_s)
@@ -248,7 +298,7 @@ async def _start_site(app: web.Application, where: str) -> web.AppRunner:
 
 
 def _worker(rt: Running, dest: Destination) -> DestinationWorker:
-    fwd = build_forwarder(dest.cfg, resolve=rt.node.config.resolve)
+    fwd = build_forwarder(dest.cfg, resolve=rt.node.config.resolve, events=rt.events)
     # The sealing key is looked up per batch, so a reload's key rotation applies.
     return DestinationWorker(
         dest,

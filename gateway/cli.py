@@ -275,7 +275,14 @@ def _status_data(loaded: LoadedConfig) -> dict[str, object]:
         for s in m.sources
     }
     dests: dict[str, dict[str, object]] = {
-        d.name: {"queued": 0, "delivered": 0, "dead": 0, "oldest_age_s": None}
+        d.name: {
+            "queued": 0,
+            "delivered": 0,
+            "dead": 0,
+            "oldest_age_s": None,
+            "held": 0,
+            "oldest_held_s": None,
+        }
         for d in m.destinations
     }
     hub = {"envelopes": 0, "records": 0}
@@ -294,6 +301,8 @@ def _status_data(loaded: LoadedConfig) -> dict[str, object]:
                     "delivered": d.delivered,
                     "dead": d.dead,
                     "oldest_age_s": d.oldest_age_s,
+                    "held": d.held,
+                    "oldest_held_s": d.oldest_held_s,
                     "envelopes_pending": d.envelopes_pending,
                 }
             if m.hub is not None:
@@ -327,11 +336,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     print(
         f"{'destination':<28}{'queued':>10}{'delivered':>10}{'dead':>10}"
-        f"{'oldest s':>10}"
+        f"{'oldest s':>10}{'held':>10}"
     )
     for n, d in data["destinations"].items():  # type: ignore[attr-defined]
         age = "-" if d["oldest_age_s"] is None else f"{d['oldest_age_s']:.0f}"
-        print(f"{n:<28}{d['queued']:>10}{d['delivered']:>10}{d['dead']:>10}{age:>10}")
+        print(
+            f"{n:<28}{d['queued']:>10}{d['delivered']:>10}{d['dead']:>10}{age:>10}"
+            f"{d['held']:>10}"
+        )
     if "hub" in data:
         h = data["hub"]
         print(f"hub: {h['envelopes']} envelopes, {h['records']} records")  # type: ignore[index]
@@ -482,6 +494,57 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_held(args: argparse.Namespace) -> int:
+    """Records held by parent-first ordering: list them, or release them."""
+    from gateway.node import build_node
+    from gateway.spool import Spool
+
+    loaded = _load(args.config)
+    names = [d.name for d in loaded.model.destinations]
+    if args.destination is not None and args.destination not in names:
+        raise UsageError(f"held: unknown destination {args.destination!r}")
+    path = loaded.resolve(loaded.model.node.state_dir) / "spool.db"
+    if args.action == "list":
+        if not path.exists():
+            return EXIT_OK
+        with Spool(path, readonly=True) as spool:
+            held = spool.held(args.destination)
+        now = time.time()
+        for h in held:
+            since = datetime.fromtimestamp(h.since, UTC).astimezone(BEIJING)
+            print(
+                f"{h.destination:<20} {h.records:>6} held since {since:%Y-%m-%d %H:%M:%S}"
+                f" ({now - h.since:,.0f} s)  waiting for {h.ref}"
+            )
+        return EXIT_OK
+    if args.destination is None:
+        raise UsageError("held release: --destination is required")
+    if not args.all and not args.ref:
+        raise UsageError("held release: name --ref REF (repeatable) or --all")
+    node = build_node(loaded)
+    refs = None if args.all else list(args.ref)
+    with Spool(node.spool_path) as spool, _audit_for(node) as audit:
+        n = spool.release_held(args.destination, refs, now=time.time())
+        user = _operator()
+        if refs is None:
+            target = "*"
+        else:
+            target = refs[0] if len(refs) == 1 else f"{len(refs)} references"
+        audit.append(
+            "held_released",
+            actor=f"operator:{user}",
+            user=user,
+            destination=args.destination,
+            target=target[:200],
+            records=n,
+        )
+    print(
+        f"{args.destination}: {n} held records released (their parents are "
+        "recorded as present at the destination)"
+    )
+    return EXIT_OK
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
@@ -576,6 +639,20 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--config", required=True)
     rd.add_argument("--destination", required=True)
     rd.set_defaults(func=cmd_redrive)
+    hd = sub.add_parser(
+        "held", help="records waiting for their parent (parent-first ordering)"
+    )
+    hd.add_argument("action", choices=["list", "release"])
+    hd.add_argument("--config", required=True)
+    hd.add_argument("--destination")
+    hd.add_argument(
+        "--ref",
+        action="append",
+        default=[],
+        help="release what waits for this reference, e.g. TENDER_PROJECT:E32...",
+    )
+    hd.add_argument("--all", action="store_true", help="release everything held")
+    hd.set_defaults(func=cmd_held)
 
     e = sub.add_parser("envelope", help="envelope tools")
     esub = e.add_subparsers(

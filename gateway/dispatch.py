@@ -15,6 +15,7 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from gateway.errors import (
 from gateway.forwarders.base import Forwarder
 from gateway.node import Destination
 from gateway.provenance import OriginStore, origin_meta
+from gateway.ratelimit import TokenBucket
 from gateway.records import LeasedEnvelope, LeasedItem
 from gateway.spool import AsyncSpool
 from monitoring.events import Events
@@ -119,6 +121,15 @@ class DestinationWorker:
             on_change=lambda is_open: events.circuit(self.name, is_open=is_open),
         )
         self.last_error: str | None = None
+        rl = dest.cfg.rate_limit
+        self._buckets = [
+            (TokenBucket(rate, burst_s=rl.burst_s), per_record)
+            for rate, per_record in (
+                (rl.records_per_s, True),
+                (rl.envelopes_per_s, False),
+            )
+            if rate is not None
+        ]
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -126,6 +137,7 @@ class DestinationWorker:
         self.records_ready.set()
         self.envelopes_ready.set()
         self._tasks = [
+            asyncio.create_task(self._unhold(), name=f"unhold:{self.name}"),
             asyncio.create_task(self._seal_loop(), name=f"seal:{self.name}"),
             asyncio.create_task(self._forward_loop(), name=f"forward:{self.name}"),
         ]
@@ -143,6 +155,26 @@ class DestinationWorker:
             t.cancel()
         await asyncio.gather(*self._tasks, *self._in_flight, return_exceptions=True)
         await self.forwarder.aclose()
+
+    async def _unhold(self) -> None:
+        """A destination configured without parent-first ordering holds nothing:
+        release what an earlier configuration held (once, at start)."""
+        if self.dest.cfg.ordering.parent_first:
+            return
+        try:
+            n = await self.spool.unhold_all(self.name, now=self._clock())
+        except SpoolError as exc:
+            log.error(
+                "Releasing held records failed.",
+                extra={"destination": self.name, "detail": str(exc)},
+            )
+            return
+        if n:
+            log.info(
+                "Parent-first ordering is off: held records released.",
+                extra={"destination": self.name, "records": n},
+            )
+            self.records_ready.set()
 
     async def _wait(self, event: asyncio.Event, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -177,7 +209,11 @@ class DestinationWorker:
         cfg = self.dest.cfg
         now = self._clock()
         items = await self.spool.lease(
-            self.name, limit=cfg.batch.max_records, lease_s=SEAL_LEASE_S, now=now
+            self.name,
+            limit=cfg.batch.max_records,
+            lease_s=SEAL_LEASE_S,
+            now=now,
+            parent_first=cfg.ordering.parent_first,
         )
         if not items:
             return 0
@@ -284,8 +320,12 @@ class DestinationWorker:
                         self._in_flight, return_when=asyncio.FIRST_COMPLETED
                     )
                     continue
-                # Half-open: one probe at a time.
-                limit = 1 if self.breaker.is_open else free
+                # Half-open: one probe at a time; rate-limited: one at a time,
+                # each when the buckets are out of debt.
+                limit = 1 if self.breaker.is_open or self._buckets else free
+                if self._buckets:
+                    await self._rate_wait()
+                    now = self._clock()
                 try:
                     leased = await self.spool.lease_envelopes(
                         self.name, limit=limit, lease_s=self._lease_s(), now=now
@@ -300,11 +340,20 @@ class DestinationWorker:
                 if not leased:
                     break
                 for env in leased:
+                    for bucket, per_record in self._buckets:
+                        bucket.spend(len(env.item_ids) if per_record else 1)
                     task = asyncio.create_task(self._deliver_guarded(env))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
                 if self.breaker.is_open:
                     await asyncio.wait(self._in_flight)
+
+    async def _rate_wait(self) -> None:
+        waited = 0.0
+        for bucket, _per_record in self._buckets:
+            waited += await bucket.ready()
+        if waited:
+            self.events.rate_limited.labels(self.name).inc(waited)
 
     def _backoff(self, attempts: int, hint: float | None) -> float:
         r = self.dest.cfg.retry
@@ -361,13 +410,28 @@ class DestinationWorker:
                     f"{self.name}: hub rejected envelope: {receipt.reason}",
                     code=receipt.reason or "E_REJECTED",
                 )
+            # The receipt answers record by record, in manifest (= item) order.
+            rejected = {
+                item: out.reason or "E_REJECTED"
+                for item, out in zip(env.item_ids, receipt.records, strict=True)
+                if out.outcome == "rejected"
+            }
             await self.spool.ack_envelope(
                 env.envelope_id,
                 receipt_id=f"{receipt.receiver}:{env.envelope_id}",
                 receipt_digest_hex=crypto.sm3(receipt_raw).hex(),
                 receipt=receipt_raw,
                 now=self._clock(),
+                rejected=rejected,
             )
+            if rejected:
+                self.events.receiver_rejected(
+                    self.name,
+                    envelope_id=env.envelope_id,
+                    by_reason=dict(Counter(rejected.values())),
+                )
+            if cfg.ordering.parent_first:
+                self.records_ready.set()  # children may wait for these records
         except ResealRequired as exc:
             await self._give_back(env, exc)
             n = await self.spool.requeue_envelope(
@@ -398,7 +462,7 @@ class DestinationWorker:
         self.last_error = None
         self.events.delivered(
             self.name,
-            records=len(env.item_ids),
+            records=len(env.item_ids) - len(rejected),
             envelope_id=env.envelope_id,
             seconds=time.perf_counter() - started,
             receipt_sm3=crypto.sm3(receipt_raw).hex(),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from adapters.base import Adapter, NationalRecord, RawInput, RecordRejected
 from adapters.catalogue import Catalogue
 from crypto import canonical_json, sm3
+from gateway.ordering import parent_index
 from gateway.records import AcceptedRecord, Reject
 
 __all__ = [
@@ -97,12 +98,15 @@ def accept_record(
         )
     canonical = canonical_record(rec.dataset, fields)
     digest = sm3(canonical).hex()
+    links = parent_index(catalogue)
     return AcceptedRecord(
         dataset=rec.dataset,
         record_key=record_key(catalogue, rec.dataset, fields, digest),
         canonical=canonical,
         digest_hex=digest,
         destinations=destinations,
+        parent_ref=links.parent_ref(rec.dataset, fields),
+        provides=links.provides(rec.dataset, fields),
     )
 
 

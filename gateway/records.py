@@ -15,6 +15,7 @@ __all__ = [
     "DeliveryState",
     "DestinationCounts",
     "EnvelopeState",
+    "HeldRef",
     "InboxAnswer",
     "InboxCounts",
     "InboxEnvelope",
@@ -51,6 +52,7 @@ class ItemState(StrEnum):
     SEALED = "sealed"
     DELIVERED = "delivered"
     DEAD = "dead"
+    HELD = "held"  # queued, waiting for its parent (shown, never stored as a state)
 
 
 class EnvelopeState(StrEnum):
@@ -85,6 +87,10 @@ class AcceptedRecord:
     canonical: bytes
     digest_hex: str
     destinations: tuple[str, ...] = ()
+    # Parent-first ordering (gateway/ordering.py): the reference this record
+    # waits for at each destination, and the references it satisfies there.
+    parent_ref: str | None = None
+    provides: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,6 +237,18 @@ class DestinationCounts:
     envelopes_pending: int = 0  # queued or leased envelopes
     envelopes_dead: int = 0
     oldest_age_s: float | None = None  # of the oldest undelivered record
+    held: int = 0  # queued records waiting for their parent (parent-first)
+    oldest_held_s: float | None = None  # how long the longest-held one has waited
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldRef:
+    """Records held at one destination until the reference they need arrives."""
+
+    destination: str
+    ref: str  # e.g. "TENDER_PROJECT:E3201000001000001001" (gateway/ordering.py)
+    records: int
+    since: float  # when the first of them was held
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -61,6 +61,7 @@ from gateway.records import (
     AcceptedRecord,
     DeliveryState,
     DestinationCounts,
+    HeldRef,
     InboxAnswer,
     InboxCounts,
     InboxEnvelope,
@@ -602,7 +603,43 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # queued, leased or sealed items: three seeks in `items_state`.
         "DROP INDEX items_undelivered",
     ),
+    # 4: parent-first ordering (gateway/ordering.py). A record keeps the
+    # reference it waits for and those it satisfies; each destination keeps
+    # the references delivered there (by a verified receipt, or declared
+    # present by an operator), and the items held until one arrives. A held
+    # item stays 'queued' with ready_at = HELD_AT, so every count of queued
+    # (undelivered) data is unchanged and lease never picks it.
+    (
+        "ALTER TABLE records ADD COLUMN parent_ref TEXT",
+        "ALTER TABLE records ADD COLUMN provides TEXT",  # JSON array, or NULL
+        """CREATE TABLE delivered_refs (
+            destination  TEXT NOT NULL,
+            ref          TEXT NOT NULL,
+            delivered_at REAL NOT NULL,
+            how          TEXT NOT NULL CHECK (how IN ('receipt', 'operator')),
+            PRIMARY KEY (destination, ref)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE holds (
+            item_id     INTEGER PRIMARY KEY REFERENCES items (id),
+            destination TEXT NOT NULL,
+            ref         TEXT NOT NULL,
+            since       REAL NOT NULL
+        )""",
+        "CREATE INDEX holds_ref ON holds (destination, ref)",
+        "CREATE INDEX holds_since ON holds (destination, since)",
+        # What was delivered before this version: a record key is the
+        # reference of its business key (all that can be known without the
+        # catalogue; references through other fields start empty).
+        """INSERT OR IGNORE INTO delivered_refs (destination, ref, delivered_at, how)
+            SELECT i.destination, r.record_key, MAX(i.delivered_at), 'receipt'
+            FROM items i JOIN records r ON r.id = i.record_id
+            WHERE i.state = 'delivered' AND r.record_key NOT LIKE '%:sm3:%'
+            GROUP BY i.destination, r.record_key""",
+    ),
 )
+
+# ``ready_at`` of a held item: beyond any clock, so no lease range reaches it.
+HELD_AT = 1e18
 
 _STATS_UPSERT = """
     INSERT INTO source_stats (source, accepted, records, rejected, quarantined)
@@ -795,11 +832,12 @@ class Spool(SqliteStore):
         ids = range(first, first + len(records))
         conn.executemany(
             """INSERT INTO records (id, input_id, seq, dataset, record_key,
-                   digest_hex, size, pending, canonical)
-               VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)""",
+                   digest_hex, size, pending, canonical, parent_ref, provides)
+               VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)""",
             (
                 (rid, iid, seq, r.dataset, r.record_key, r.digest_hex,
-                 len(r.canonical), r.canonical)
+                 len(r.canonical), r.canonical, r.parent_ref,
+                 _json_text(r.provides) if r.provides else None)
                 for rid, seq, r in zip(ids, seqs, records, strict=True)
             ),
         )  # fmt: skip
@@ -1076,10 +1114,21 @@ class Spool(SqliteStore):
     # -- record queues -------------------------------------------------------
 
     def lease(
-        self, destination: str, *, limit: int, lease_s: float, now: float
+        self,
+        destination: str,
+        *,
+        limit: int,
+        lease_s: float,
+        now: float,
+        parent_first: bool = False,
     ) -> list[LeasedItem]:
         """Up to ``limit`` ready records for ``destination``, oldest first, leased
-        until ``now + lease_s``. An expired lease makes an item ready again."""
+        until ``now + lease_s``. An expired lease makes an item ready again.
+
+        With ``parent_first``, a record whose parent reference has not been
+        delivered to ``destination`` is held instead (see ``holds``) and the
+        next ready one is taken; it is released when the reference arrives.
+        """
         if lease_s <= 0:
             # lease_until identifies the lease (see ack): it must lie ahead.
             raise ValueError(f"lease_s must be positive, not {lease_s}")
@@ -1089,17 +1138,20 @@ class Spool(SqliteStore):
                 return []
             conn = self._conn
             until = now + lease_s
-            items = sorted(
-                conn.execute(
-                    """UPDATE items SET state = 'leased', ready_at = ?1
-                       WHERE id IN (SELECT id FROM items
-                           WHERE destination = ?2 AND state IN ('queued', 'leased')
-                             AND ready_at <= ?3
-                           ORDER BY id LIMIT ?4)
-                       RETURNING id, record_id, attempts, enqueued_at""",
-                    (until, destination, now, limit),
+            if parent_first:
+                items = self._lease_parent_first(destination, limit, until, now)
+            else:
+                items = sorted(
+                    conn.execute(
+                        """UPDATE items SET state = 'leased', ready_at = ?1
+                           WHERE id IN (SELECT id FROM items
+                               WHERE destination = ?2 AND state IN ('queued', 'leased')
+                                 AND ready_at <= ?3
+                               ORDER BY id LIMIT ?4)
+                           RETURNING id, record_id, attempts, enqueued_at""",
+                        (until, destination, now, limit),
+                    )
                 )
-            )
             if not items:
                 return []
             recs = {
@@ -1125,6 +1177,159 @@ class Spool(SqliteStore):
             return leased
 
         return self._write("lease", run)
+
+    def _lease_parent_first(
+        self, destination: str, limit: int, until: float, now: float
+    ) -> list[tuple[int, int, int, float]]:
+        """``lease`` for a parent-first destination: hold what must wait, lease
+        the rest (in one transaction, so a reference delivered meanwhile cannot
+        be missed: ``_refs_present`` runs in another)."""
+        conn = self._conn
+        got: list[tuple[int, int, int, float]] = []
+        while len(got) < limit:
+            want = limit - len(got)
+            rows = conn.execute(
+                """SELECT i.id, r.parent_ref, r.parent_ref IS NULL OR EXISTS (
+                           SELECT 1 FROM delivered_refs d
+                           WHERE d.destination = i.destination AND d.ref = r.parent_ref)
+                   FROM items i JOIN records r ON r.id = i.record_id
+                   WHERE i.destination = ?1 AND i.state IN ('queued', 'leased')
+                     AND i.ready_at <= ?2
+                   ORDER BY i.id LIMIT ?3""",
+                (destination, now, want),
+            ).fetchall()
+            ready = [r[0] for r in rows if r[2]]
+            held = [(r[0], r[1]) for r in rows if not r[2]]
+            if ready:
+                got += conn.execute(
+                    """UPDATE items SET state = 'leased', ready_at = ?
+                       WHERE id IN (SELECT value FROM json_each(?))
+                       RETURNING id, record_id, attempts, enqueued_at""",
+                    (until, _ids_json(ready)),
+                ).fetchall()
+            if held:
+                conn.execute(
+                    """UPDATE items SET state = 'queued', ready_at = ?
+                       WHERE id IN (SELECT value FROM json_each(?))""",
+                    (HELD_AT, _ids_json([h[0] for h in held])),
+                )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?)",
+                    ((iid, destination, ref, now) for iid, ref in held),
+                )
+            if len(rows) < want or not held:
+                break
+        return sorted(got)
+
+    def _note_delivered(
+        self, destination: str, item_ids: Sequence[int], now: float
+    ) -> int:
+        """The references the records of ``item_ids`` satisfy are now present at
+        ``destination``: remember them and release what waited for them."""
+        refs = [
+            ref
+            for (provides,) in self._conn.execute(
+                """SELECT r.provides FROM items i JOIN records r ON r.id = i.record_id
+                   WHERE i.id IN (SELECT value FROM json_each(?))
+                     AND r.provides IS NOT NULL""",
+                (_ids_json(item_ids),),
+            )
+            for ref in json.loads(provides)
+        ]
+        return self._refs_present(destination, refs, now, how="receipt")
+
+    def _refs_present(
+        self, destination: str, refs: Sequence[str], now: float, *, how: str
+    ) -> int:
+        """Record ``refs`` as present at ``destination``; release their holds.
+        Returns how many held records became ready."""
+        if not refs:
+            return 0
+        conn = self._conn
+        refs_json = _json_text(list(dict.fromkeys(refs)))
+        conn.execute(
+            """INSERT OR IGNORE INTO delivered_refs (destination, ref, delivered_at, how)
+               SELECT ?, value, ?, ? FROM json_each(?)""",
+            (destination, now, how, refs_json),
+        )
+        released = conn.execute(
+            """UPDATE items SET ready_at = ?1
+               WHERE id IN (SELECT item_id FROM holds WHERE destination = ?2
+                   AND ref IN (SELECT value FROM json_each(?3)))
+                 AND state = 'queued' AND ready_at = ?4""",
+            (now, destination, refs_json, HELD_AT),
+        ).rowcount
+        conn.execute(
+            """DELETE FROM holds WHERE destination = ?
+               AND ref IN (SELECT value FROM json_each(?))""",
+            (destination, refs_json),
+        )
+        return int(released)
+
+    def _drop_holds(self, item_ids: Sequence[int]) -> None:
+        """Items leaving the queue by an operator action are no longer held."""
+        self._conn.execute(
+            "DELETE FROM holds WHERE item_id IN (SELECT value FROM json_each(?))",
+            (_ids_json(item_ids),),
+        )
+
+    def held(self, destination: str | None = None) -> list[HeldRef]:
+        """References records wait for, per destination: how many, since when."""
+
+        def run() -> list[HeldRef]:
+            return [
+                HeldRef(destination=d, ref=ref, records=n, since=since)
+                for d, ref, n, since in self._conn.execute(
+                    """SELECT h.destination, h.ref, COUNT(*), MIN(h.since)
+                       FROM holds h JOIN items i ON i.id = h.item_id
+                       WHERE i.state = 'queued' AND i.ready_at = ?1
+                         AND (?2 IS NULL OR h.destination = ?2)
+                       GROUP BY h.destination, h.ref
+                       ORDER BY MIN(h.since), h.destination, h.ref""",
+                    (HELD_AT, destination),
+                )
+            ]
+
+        return self._read("held", run)
+
+    def release_held(
+        self, destination: str, refs: Sequence[str] | None, *, now: float
+    ) -> int:
+        """Operator action: declare ``refs`` (None: every reference held for)
+        present at ``destination``, so what waits for them is sent. Returns how
+        many records were released. Used when the parent reached the receiver
+        by another way, or will never come."""
+
+        def run() -> int:
+            wanted = refs
+            if wanted is None:
+                wanted = [
+                    r[0]
+                    for r in self._conn.execute(
+                        "SELECT DISTINCT ref FROM holds WHERE destination = ?",
+                        (destination,),
+                    )
+                ]
+            return self._refs_present(destination, wanted, now, how="operator")
+
+        return self._write("release_held", run)
+
+    def unhold_all(self, destination: str, *, now: float) -> int:
+        """The destination no longer orders parent-first: every held record is
+        ready now (nothing is recorded as delivered)."""
+
+        def run() -> int:
+            conn = self._conn
+            n = conn.execute(
+                """UPDATE items SET ready_at = ?1 WHERE id IN (
+                       SELECT item_id FROM holds WHERE destination = ?2)
+                     AND state = 'queued' AND ready_at = ?3""",
+                (now, destination, HELD_AT),
+            ).rowcount
+            conn.execute("DELETE FROM holds WHERE destination = ?", (destination,))
+            return int(n)
+
+        return self._write("unhold_all", run)
 
     def ack(
         self,
@@ -1161,9 +1366,22 @@ class Spool(SqliteStore):
                 ),
             ).fetchall()  # fmt: skip
             self._holds_changed([r[0] for r in rows], -1)
+            self._drop_holds(item_ids)
+            for dest, ids in self._by_destination(item_ids).items():
+                self._note_delivered(dest, ids, now)
             return len(rows)
 
         return self._write("ack", run)
+
+    def _by_destination(self, item_ids: Sequence[int]) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for iid, dest in self._conn.execute(
+            """SELECT id, destination FROM items WHERE state = 'delivered'
+               AND id IN (SELECT value FROM json_each(?))""",
+            (_ids_json(item_ids),),
+        ):
+            out.setdefault(dest, []).append(iid)
+        return out
 
     def release(
         self,
@@ -1211,6 +1429,7 @@ class Spool(SqliteStore):
                 (reason, _ids_json(item_ids), lease_until, lease_until),
             ).fetchall()
             self._holds_changed([r[0] for r in rows], -1)
+            self._drop_holds(item_ids)
             return len(rows)
 
         return self._write("dead_letter", run)
@@ -1409,20 +1628,26 @@ class Spool(SqliteStore):
         receipt_digest_hex: str,
         receipt: bytes,
         now: float,
+        rejected: Mapping[int, str] | None = None,
     ) -> bool:
         """Store the verified receipt; the envelope and its records become delivered.
 
+        ``rejected`` maps item ids to the reason the receiver gave for refusing
+        that record (its receipt outcome): those become dead, not delivered, so
+        an operator sees them and can redrive them once fixed. References the
+        delivered records satisfy are recorded (parent-first ordering).
         Returns False if the envelope was already delivered (or is unknown).
         """
 
         def run() -> bool:
             conn = self._conn
             row = conn.execute(
-                "SELECT seq, state FROM envelopes WHERE id = ?", (envelope_id,)
+                "SELECT seq, state, destination FROM envelopes WHERE id = ?",
+                (envelope_id,),
             ).fetchone()
             if row is None or row[1] == "delivered":
                 return False
-            seq = row[0]
+            seq, destination = row[0], row[2]
             conn.execute(
                 """UPDATE envelopes SET state = 'delivered', delivered_at = ?,
                        receipt_id = ?, receipt_digest_hex = ?, receipt = ?
@@ -1443,7 +1668,28 @@ class Spool(SqliteStore):
                     WHERE envelope_seq = ?""",
                 (now, receipt_id, receipt_digest_hex, seq),
             )
+            if rejected:
+                conn.executemany(
+                    """UPDATE items SET state = 'dead', delivered_at = NULL,
+                           error = ? WHERE id = ? AND envelope_seq = ?""",
+                    (
+                        (f"E_RECEIVER_REJECTED: {reason}", iid, seq)
+                        for iid, reason in rejected.items()
+                    ),
+                )
             self._holds_changed(released, -1)
+            self._note_delivered(
+                destination,
+                [
+                    r[0]
+                    for r in conn.execute(
+                        """SELECT id FROM items WHERE envelope_seq = ?
+                           AND state = 'delivered'""",
+                        (seq,),
+                    )
+                ],
+                now,
+            )
             return True
 
         return self._write("ack_envelope", run)
@@ -1808,8 +2054,19 @@ class Spool(SqliteStore):
                 key = "envelopes_dead" if state == "dead" else "envelopes_pending"
                 per = counts.setdefault(dest, {})
                 per[key] = per.get(key, 0) + n
+            held: dict[str, tuple[int, float]] = {
+                d: (n, since)
+                for d, n, since in conn.execute(
+                    """SELECT h.destination, COUNT(*), MIN(h.since)
+                       FROM holds h JOIN items i ON i.id = h.item_id
+                       WHERE i.state = 'queued' AND i.ready_at = ?
+                       GROUP BY h.destination""",
+                    (HELD_AT,),
+                )
+            }
             result = {}
             for dest, per in sorted(counts.items()):
+                n_held, held_since = held.get(dest, (0, None))
                 # Three seeks in items_state rather than an index of its own.
                 oldest = self._one(
                     """SELECT enqueued_at FROM items WHERE id = (SELECT MIN(m) FROM (
@@ -1830,6 +2087,10 @@ class Spool(SqliteStore):
                     envelopes_pending=per.get("envelopes_pending", 0),
                     envelopes_dead=per.get("envelopes_dead", 0),
                     oldest_age_s=None if oldest is None else max(0.0, now - oldest),
+                    held=n_held,
+                    oldest_held_s=(
+                        None if held_since is None else max(0.0, now - held_since)
+                    ),
                 )
             return result
 
@@ -1864,13 +2125,18 @@ class Spool(SqliteStore):
             deliveries: dict[int, list[DeliveryState]] = {}
             for r in conn.execute(
                 """SELECT r.id, r.seq, r.dataset, r.record_key, r.digest_hex,
-                          i.destination, i.state, i.attempts, i.delivered_at,
-                          i.receipt_id, e.id, i.error
+                          i.destination,
+                          CASE WHEN i.state = 'queued' AND i.ready_at = ?2
+                               THEN 'held' ELSE i.state END,
+                          i.attempts, i.delivered_at, i.receipt_id, e.id,
+                          CASE WHEN i.state = 'queued' AND i.ready_at = ?2
+                               THEN 'E_PARENT_PENDING: waiting for ' || r.parent_ref
+                               ELSE i.error END
                    FROM records r
                    LEFT JOIN items i ON i.record_id = r.id
                    LEFT JOIN envelopes e ON e.seq = i.envelope_seq
-                   WHERE r.input_id = ? ORDER BY r.seq, i.id""",
-                (intake_id,),
+                   WHERE r.input_id = ?1 ORDER BY r.seq, i.id""",
+                (intake_id, HELD_AT),
             ):
                 if r[0] not in deliveries:
                     deliveries[r[0]] = []
@@ -2263,13 +2529,37 @@ class AsyncSpool(AsyncStore[Spool]):
         )
 
     async def lease(
-        self, destination: str, *, limit: int, lease_s: float, now: float
+        self,
+        destination: str,
+        *,
+        limit: int,
+        lease_s: float,
+        now: float,
+        parent_first: bool = False,
     ) -> list[LeasedItem]:
         return await self._write(
             partial(
-                self._store.lease, destination, limit=limit, lease_s=lease_s, now=now
+                self._store.lease,
+                destination,
+                limit=limit,
+                lease_s=lease_s,
+                now=now,
+                parent_first=parent_first,
             )
         )
+
+    async def held(self, destination: str | None = None) -> list[HeldRef]:
+        return await self._read(partial(self._reader.held, destination))
+
+    async def release_held(
+        self, destination: str, refs: Sequence[str] | None, *, now: float
+    ) -> int:
+        return await self._write(
+            partial(self._store.release_held, destination, refs, now=now)
+        )
+
+    async def unhold_all(self, destination: str, *, now: float) -> int:
+        return await self._write(partial(self._store.unhold_all, destination, now=now))
 
     async def ack(
         self,
@@ -2378,6 +2668,7 @@ class AsyncSpool(AsyncStore[Spool]):
         receipt_digest_hex: str,
         receipt: bytes,
         now: float,
+        rejected: Mapping[int, str] | None = None,
     ) -> bool:
         return await self._write(
             partial(
@@ -2387,6 +2678,7 @@ class AsyncSpool(AsyncStore[Spool]):
                 receipt_digest_hex=receipt_digest_hex,
                 receipt=receipt,
                 now=now,
+                rejected=rejected,
             )
         )
 

@@ -125,9 +125,33 @@ KINDS: Mapping[str, tuple[str, str]] = {
     "receipt_invalid": ("failed", "a receipt did not verify or did not match"),
     "dead_lettered": ("failed", "an envelope was given up and dead-lettered"),
     "envelope_resealed": ("ok", "records of a too-old envelope were sealed anew"),
+    "receiver_rejected": (
+        "failed",
+        "the receiver's receipt refused records; they were dead-lettered",
+    ),
+    "hold_alarm": (
+        "failed",
+        "records waited for their parent longer than ordering.hold_alarm_s",
+    ),
+    "held_released": (
+        "ok",
+        "an operator declared parents present; records held for them were released",
+    ),
     # hub side
     "envelope_received": ("ok", "an envelope was received (ok or refused)"),
     "receipt_issued": ("ok", "we signed and returned a receipt"),
+    # file transports (SFTP servers, drop folders, hub envelope folders)
+    "file_claimed": ("ok", "a file source renamed a complete file into processing/"),
+    "file_read": ("ok", "a file was read in full (its size and SM3)"),
+    "file_skipped": ("ok", "a file repeated an input already stored (same SM3)"),
+    "file_archived": ("ok", "a handled file was moved to done/ or error/, or deleted"),
+    "transport_failed": ("failed", "an SFTP server or folder failed (connect, I/O)"),
+    "file_uploaded": ("ok", "an envelope file was uploaded (.part, fsync, rename)"),
+    "receipt_file_read": ("ok", "a receipt file was read and removed"),
+    "refusal_file_read": ("refused", "a hub's .error answer file was read and removed"),
+    "receipt_file_written": ("ok", "(hub) a receipt file was written"),
+    "refusal_file_written": ("refused", "(hub) an .error answer file was written"),
+    "origins_pruned": ("ok", "(hub) origin proofs older than the retention deleted"),
     # replay and operators
     "input_replayed": ("ok", "a quarantined input was re-processed"),
     "dead_redriven": ("ok", "dead-lettered items were queued again"),
@@ -171,6 +195,7 @@ FIELDS: Mapping[str, tuple[str, str]] = {
     "receipt_sm3": (_H, "SM3 of the receipt bytes"),
     "config_sm3": (_H, "SM3 of the configuration file"),
     "dropped_sm3": (_H, "SM3 of the torn bytes cut off (log_recovered)"),
+    "note_sm3": (_H, "SM3 of the .error.json note written beside a file"),
     # keys
     "key_id": (_S, "SM2 key id (first 16 bytes of SM3(SPKI), hex)"),
     "key_ids": (_L, "SM2 key ids"),
@@ -192,6 +217,7 @@ FIELDS: Mapping[str, tuple[str, str]] = {
     "head_seq": (_I, "seq named by audit-head.json (log_recovered)"),
     "line": (_I, "line number in an audit file"),
     "pid": (_I, "process id"),
+    "proofs": (_I, "number of origin proofs"),
     "rejected_by": (_C, "rejected records by reason code"),
     # flags
     "permanent": (_B, "a failure will not be retried"),
@@ -213,6 +239,11 @@ FIELDS: Mapping[str, tuple[str, str]] = {
     "content_type": (_S, "media type of an input"),
     "config_path": (_S, "configuration file path"),
     "file": (_S, "audit file name (log_recovered)"),
+    "file_name": (_S, "a transported file's name as its producer gave it"),
+    "file_path": (
+        _S,
+        "a transported file's path on the server or disk, after the step",
+    ),
     "version": (_S, "software version"),
 }
 

@@ -179,6 +179,37 @@ class Events:
             ["destination"],
             registry=r,
         )
+        self.held_records = Gauge(
+            "gateway_held_records",
+            "Records waiting for their parent to be delivered first, by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.held_oldest = Gauge(
+            "gateway_held_oldest_seconds",
+            "How long the longest-held record has waited for its parent.",
+            ["destination"],
+            registry=r,
+        )
+        self.hold_alarm_s = Gauge(
+            "gateway_hold_alarm_seconds",
+            "Configured hold time after which held records raise the alarm "
+            "(ordering.hold_alarm_s).",
+            ["destination"],
+            registry=r,
+        )
+        self.receiver_rejected_records = Counter(
+            "gateway_receiver_rejected_records_total",
+            "Records the receiver's receipt refused (dead-lettered), by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "gateway_rate_limit_wait_seconds_total",
+            "Seconds sending waited for the destination's rate limit.",
+            ["destination"],
+            registry=r,
+        )
         self.disk_free = Gauge(
             "gateway_disk_free_bytes",
             "Free bytes on the state directory's file system.",
@@ -255,6 +286,10 @@ class Events:
             self.spool_depth.labels(d)
             self.oldest_undelivered.labels(d)
             self.dead_records.labels(d)
+            self.held_records.labels(d)
+            self.held_oldest.labels(d)
+            self.receiver_rejected_records.labels(d)
+            self.rate_limited.labels(d)
         if hub:
             for outcome in ("accepted", "repeat", "refused", "throttled"):
                 self.hub_envelopes.labels(outcome)
@@ -500,6 +535,45 @@ class Events:
             },
         )
 
+    def receiver_rejected(
+        self, destination: str, *, envelope_id: str, by_reason: dict[str, int]
+    ) -> None:
+        n = sum(by_reason.values())
+        self.receiver_rejected_records.labels(destination).inc(n)
+        self._audit(
+            "receiver_rejected",
+            destination=destination,
+            envelope_id=envelope_id,
+            records=n,
+            rejected_by={_code(k): v for k, v in by_reason.items()},
+        )
+        log.error(
+            "The receiver refused records; they are dead-lettered.",
+            extra={
+                "destination": destination,
+                "envelope_id": envelope_id,
+                "records": n,
+                "rejected_by": by_reason,
+            },
+        )
+
+    def hold_alarm(self, destination: str, *, records: int, oldest_s: float) -> None:
+        """Held records passed the destination's hold time (once per episode)."""
+        self._audit(
+            "hold_alarm",
+            destination=destination,
+            records=records,
+            duration_ms=int(oldest_s * 1000),
+        )
+        log.warning(
+            "Records have waited for their parent longer than the hold alarm time.",
+            extra={
+                "destination": destination,
+                "records": records,
+                "oldest_s": round(oldest_s),
+            },
+        )
+
     def circuit(self, destination: str, *, is_open: bool) -> None:
         self.circuit_open.labels(destination).set(1 if is_open else 0)
         log.warning(
@@ -630,6 +704,269 @@ class Events:
             **fields,
         )
         log.info("Operator action.", extra={"kind": kind, "user": user, "code": code})
+
+    # -- file transports, step by step ------------------------------------------
+    # Each step of an SFTP / drop-folder transfer is audited (CONTRACT §4). A file
+    # source's steps are done by ``source:NAME``; a destination's and an envelope
+    # folder's by ``system``. ``remote`` is the server (``sftp://user@host:port``
+    # or ``file://hostname``); the path goes in ``file_path``. Per-file counts stay
+    # in ``gateway_files_total`` (``file_done``), failures in
+    # ``gateway_transport_errors_total``.
+
+    def file_claimed(
+        self,
+        source: str,
+        *,
+        remote: str,
+        file_name: str,
+        file_path: str,
+        size: int | None,
+        transport: str,
+        token_id: str | None = None,
+    ) -> None:
+        self._audit(
+            "file_claimed",
+            actor=f"source:{source}",
+            remote=remote,
+            source=source,
+            transport=transport,
+            token_id=token_id,
+            file_name=file_name,
+            file_path=file_path,
+            bytes=size,
+        )
+        log.debug(
+            "File claimed.",
+            extra={"source": source, "file": file_name, "bytes": size},
+        )
+
+    def file_read(
+        self,
+        component: str,
+        *,
+        remote: str,
+        file_path: str,
+        size: int,
+        seconds: float,
+        source: str | None = None,
+        input_sm3: str | None = None,
+        envelope_sm3: str | None = None,
+    ) -> None:
+        """A whole file copied or read: an input (source) or an envelope (hub)."""
+        self._audit(
+            "file_read",
+            actor=f"source:{source}" if source else "system",
+            remote=remote,
+            source=source,
+            file_path=file_path,
+            bytes=size,
+            input_sm3=input_sm3,
+            envelope_sm3=envelope_sm3,
+            duration_ms=int(seconds * 1000),
+        )
+        log.debug(
+            "File read.",
+            extra={"component": component, "path": file_path, "bytes": size},
+        )
+
+    def file_skipped(
+        self,
+        source: str,
+        *,
+        remote: str,
+        file_name: str,
+        input_sm3: str,
+        intake_id: str,
+    ) -> None:
+        """Same bytes as an input already stored: answered with the first intake."""
+        self._audit(
+            "file_skipped",
+            actor=f"source:{source}",
+            remote=remote,
+            source=source,
+            file_name=file_name,
+            input_sm3=input_sm3,
+            intake_id=intake_id,
+            repeat=True,
+        )
+        log.info(
+            "File repeats an earlier input; not stored again.",
+            extra={"source": source, "file": file_name, "intake_id": intake_id},
+        )
+
+    def file_archived(
+        self,
+        component: str,
+        how: str,
+        *,
+        remote: str,
+        file_name: str,
+        file_path: str,
+        source: str | None = None,
+        code: str | None = None,
+        intake_id: str | None = None,
+        input_sm3: str | None = None,
+        note_sm3: str | None = None,
+    ) -> None:
+        """``how``: ``done``, ``deleted`` or ``error`` (then outcome refused + code)."""
+        self._audit(
+            "file_archived",
+            actor=f"source:{source}" if source else "system",
+            remote=remote,
+            outcome="refused" if how == "error" else "ok",
+            code=_code(code) if code else None,
+            reason=how,
+            source=source,
+            file_name=file_name,
+            file_path=file_path,
+            intake_id=intake_id,
+            input_sm3=input_sm3,
+            note_sm3=note_sm3,
+        )
+        log.debug(
+            "File archived.",
+            extra={"component": component, "how": how, "path": file_path},
+        )
+
+    def file_transport_failed(
+        self,
+        component: str,
+        code: str,
+        *,
+        detail: str,
+        remote: str,
+        source: str | None = None,
+        destination: str | None = None,
+        file_path: str | None = None,
+    ) -> None:
+        """``transport_failed`` (metric, log) and its audit entry. ``detail``
+        (server messages, paths) goes to the log only: audit fields carry no data."""
+        self.transport_failed(component, code, detail=detail)
+        self._audit(
+            "transport_failed",
+            actor=f"source:{source}" if source else "system",
+            remote=remote,
+            code=_code(code),
+            source=source,
+            destination=destination,
+            file_path=file_path,
+        )
+
+    def file_uploaded(
+        self,
+        destination: str,
+        *,
+        remote: str,
+        file_path: str,
+        envelope_id: str,
+        size: int,
+        envelope_sm3: str,
+        seconds: float,
+    ) -> None:
+        self.files.labels(destination, "uploaded").inc()
+        self._audit(
+            "file_uploaded",
+            remote=remote,
+            destination=destination,
+            envelope_id=envelope_id,
+            file_path=file_path,
+            bytes=size,
+            envelope_sm3=envelope_sm3,
+            duration_ms=int(seconds * 1000),
+        )
+        log.info(
+            "Envelope file uploaded.",
+            extra={"destination": destination, "envelope_id": envelope_id},
+        )
+
+    def receipt_file_read(
+        self,
+        destination: str,
+        *,
+        remote: str,
+        file_path: str,
+        envelope_id: str,
+        size: int,
+        receipt_sm3: str,
+    ) -> None:
+        """Read (then removed); ``receipt_verified`` follows once it checks out."""
+        self.files.labels(destination, "receipt").inc()
+        self._audit(
+            "receipt_file_read",
+            remote=remote,
+            destination=destination,
+            envelope_id=envelope_id,
+            file_path=file_path,
+            bytes=size,
+            receipt_sm3=receipt_sm3,
+        )
+
+    def refusal_file_read(
+        self,
+        destination: str,
+        *,
+        remote: str,
+        file_path: str,
+        envelope_id: str,
+        code: str,
+        note_sm3: str,
+    ) -> None:
+        self.files.labels(destination, "refusal").inc()
+        self._audit(
+            "refusal_file_read",
+            remote=remote,
+            code=_code(code),
+            destination=destination,
+            envelope_id=envelope_id,
+            file_path=file_path,
+            note_sm3=note_sm3,
+        )
+        log.warning(
+            "The hub refused an envelope (answer file).",
+            extra={
+                "destination": destination,
+                "envelope_id": envelope_id,
+                "code": code,
+            },
+        )
+
+    def answer_file_written(
+        self,
+        component: str,
+        *,
+        remote: str,
+        file_name: str,
+        file_path: str,
+        receipt_sm3: str | None = None,
+        code: str | None = None,
+        note_sm3: str | None = None,
+    ) -> None:
+        """(hub) A receipt (``receipt_sm3``) or a refusal (``code``) for an envelope file."""
+        self._audit(
+            "refusal_file_written" if code else "receipt_file_written",
+            remote=remote,
+            code=_code(code) if code else None,
+            file_name=file_name,
+            file_path=file_path,
+            receipt_sm3=receipt_sm3,
+            note_sm3=note_sm3,
+        )
+        log.debug(
+            "Answer file written.", extra={"component": component, "path": file_path}
+        )
+
+    def origins_pruned(
+        self, *, proofs: int, records: int, retention_days: float
+    ) -> None:
+        self._audit("origins_pruned", proofs=proofs, records=records)
+        log.info(
+            "Old origin proofs deleted.",
+            extra={
+                "proofs": proofs,
+                "records": records,
+                "retention_days": retention_days,
+            },
+        )
 
 
 def _code(code: str) -> str:

@@ -128,7 +128,9 @@ def test_dead_letters_redriven_after_the_cause_is_fixed(tmp_path: Path) -> None:
         )
         assert code == 202
         deadline = time.monotonic() + 30
-        while gw.status()["destinations"]["hub"]["dead"] != 4:
+        # Parent-first: the project is sent (and refused) alone; its tender
+        # project and sections wait for it.
+        while (gw.status()["destinations"]["hub"]["dead"], held(site)) != (1, 3):
             assert time.monotonic() < deadline, gw.status()
             time.sleep(0.1)
         hub.stop()
@@ -136,7 +138,7 @@ def test_dead_letters_redriven_after_the_cause_is_fixed(tmp_path: Path) -> None:
         hub.start()
         r = cli("redrive", "--config", str(cfg), "--destination", "hub")
         assert r.returncode == 0, r.stderr
-        assert "4 dead-lettered records queued again" in r.stdout
+        assert "1 dead-lettered records queued again" in r.stdout
         deadline = time.monotonic() + 30
         while gw.status()["destinations"]["hub"]["delivered"] != 4:
             assert time.monotonic() < deadline, gw.status()
@@ -149,3 +151,73 @@ def test_dead_letters_redriven_after_the_cause_is_fixed(tmp_path: Path) -> None:
     )
     assert '"kind":"dead_lettered"' in text
     assert '"kind":"dead_redriven"' in text
+
+
+def held(site: Site) -> int:
+    r = cli("status", "--config", str(site.root / "gw.yaml"), "--json")
+    assert r.returncode == 0, r.stderr
+    return int(json.loads(r.stdout)["destinations"]["hub"]["held"])
+
+
+def test_held_records_listed_and_released_by_an_operator(tmp_path: Path) -> None:
+    """Sections whose tender project reached the hub by another way: the operator
+    sees them held, declares the parent present, and they are delivered."""
+    import time
+
+    site = Site(tmp_path)
+    hub = Proc(site.hub_config(), site.admin("hub"), site.root / "hub.log").start()
+    cfg = site.gateway_config()
+    gw = Proc(cfg, site.admin("gw"), site.root / "gw.log").start()
+    body = b"".join(
+        line
+        for line in demo_jsonl(2).splitlines(keepends=True)
+        if json.loads(line)["dataset"] == "SECTION"
+    )
+    tender = json.loads(body.splitlines()[0])["fields"]["TENDER_PROJECT_CODE"]
+    try:
+        code, _ = http(
+            "POST",
+            site.url("gw") + "/v1/ingest/src",
+            body,
+            {
+                "Authorization": f"Bearer {site.token}",
+                "Content-Type": "application/x-ndjson",
+            },
+        )
+        assert code == 202
+        deadline = time.monotonic() + 30
+        while held(site) != 4:
+            assert time.monotonic() < deadline, gw.status()
+            time.sleep(0.1)
+        r = cli("held", "list", "--config", str(cfg))
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert len(lines) == 2  # two tender projects, two sections each
+        assert any(f"waiting for TENDER_PROJECT:{tender}" in x for x in lines)
+        r = cli("held", "release", "--config", str(cfg), "--destination", "hub")
+        assert r.returncode == 2 and "--ref REF" in r.stderr
+        r = cli(
+            "held", "release", "--config", str(cfg), "--destination", "hub",
+            "--ref", f"TENDER_PROJECT:{tender}",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "hub: 2 held records released" in r.stdout
+        while gw.status()["destinations"]["hub"]["delivered"] != 2:
+            assert time.monotonic() < deadline, gw.status()
+            time.sleep(0.1)
+        assert held(site) == 2
+        r = cli(
+            "held", "release", "--config", str(cfg), "--destination", "hub", "--all"
+        )
+        assert "hub: 2 held records released" in r.stdout
+        while gw.status()["destinations"]["hub"]["delivered"] != 4:
+            assert time.monotonic() < deadline, gw.status()
+            time.sleep(0.1)
+        assert cli("held", "list", "--config", str(cfg)).stdout == ""
+    finally:
+        gw.stop()
+        hub.stop()
+    text = "".join(
+        p.read_text() for p in (site.root / "gw" / "audit").glob("audit-*.jsonl")
+    )
+    assert text.count('"kind":"held_released"') == 2
