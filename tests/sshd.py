@@ -10,6 +10,14 @@ directories are not owned the way sshd wants for home directories;
 OpenSSH insists on its privilege-separation directory ``/run/sshd``; if it is
 missing it is created for the run and removed afterwards.
 
+Password authentication (``sshd(root, password_user=True)``) cannot use the
+current user: with ``UsePAM no`` sshd checks the password in /etc/shadow, and
+we must not set a password on the account running the tests. So, as root
+only, the fixture creates a throw-away system user ``gwsftp<hex>`` (shell
+nologin, home a fresh folder under /tmp that it owns, random password set with
+``chpasswd``) and deletes it, and its folder, afterwards. Not root: the test
+skips, or fails in CI (the CI runner is root: it installs packages).
+
 In CI (``CI=true``) a missing sshd fails the tests instead of skipping them.
 """
 
@@ -17,15 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import require_tool
+import pytest
+
+from tests.conftest import IN_CI, require_tool
 from tests.harness import free_port
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
@@ -40,6 +52,16 @@ def find_sshd() -> str:
 
 
 @dataclass
+class PasswordUser:
+    """A temporary system user that logs in with a password (as root only)."""
+
+    name: str
+    password: str
+    password_file: Path  # mode 0600, what a config's password_file names
+    home: Path  # owned by the user: put its remote folders here
+
+
+@dataclass
 class Sshd:
     root: Path
     port: int
@@ -48,6 +70,21 @@ class Sshd:
     key_file: Path
     proc: subprocess.Popen[bytes]
     log: Path
+    password_user: PasswordUser | None = None
+
+    def password_yaml(self, indent: str) -> str:
+        """Like ``connection_yaml``, logging in as the password user."""
+        pw = self.password_user
+        assert pw is not None, "started without password_user=True"
+        return (
+            f"{indent}host: 127.0.0.1\n"
+            f"{indent}port: {self.port}\n"
+            f"{indent}user: {pw.name}\n"
+            f"{indent}known_hosts: {self.known_hosts}\n"
+            f"{indent}password_file: {pw.password_file}\n"
+            f"{indent}connect_timeout_s: 5\n"
+            f"{indent}timeout_s: 10\n"
+        )
 
     def connection_yaml(self, indent: str) -> str:
         """The connection part of an SFTP transport / destination block."""
@@ -96,10 +133,58 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextlib.contextmanager
-def sshd(root: Path) -> Iterator[Sshd]:
+def _password_user(root: Path) -> Iterator[PasswordUser]:
+    if os.geteuid() != 0:
+        why = "password authentication needs root (a temporary user with a password)"
+        if IN_CI:
+            pytest.fail(f"{why}; CI runs as root")
+        pytest.skip(why)
+    useradd, chpasswd, userdel = (
+        require_tool(t) for t in ("useradd", "chpasswd", "userdel")
+    )
+    name = f"gwsftp{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(18)
+    # /tmp, not the pytest folder: pytest's base folder is 0700, root only.
+    home = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    subprocess.run(
+        [
+            useradd,
+            *("--system", "--user-group", "--no-create-home"),
+            *("--home-dir", str(home), "--shell", "/usr/sbin/nologin", name),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(
+            [chpasswd],
+            input=f"{name}:{password}\n".encode(),
+            check=True,
+            capture_output=True,
+        )
+        shutil.chown(home, name, name)
+        pw_file = root / "password"
+        pw_file.write_text(password + "\n")
+        pw_file.chmod(0o600)
+        yield PasswordUser(name, password, pw_file, home)
+    finally:
+        subprocess.run([userdel, name], check=False, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def sshd(root: Path, *, password_user: bool = False) -> Iterator[Sshd]:
     binary = find_sshd()
     require_tool("ssh-keygen")
     root.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        pw = stack.enter_context(_password_user(root)) if password_user else None
+        with _sshd(binary, root, pw) as server:
+            yield server
+
+
+@contextlib.contextmanager
+def _sshd(binary: str, root: Path, pw: PasswordUser | None) -> Iterator[Sshd]:
     host_key = root / "ssh_host_ed25519_key"
     client_key = root / "client_ed25519"
     _keygen(host_key)
@@ -120,11 +205,13 @@ def sshd(root: Path) -> Iterator[Sshd]:
                 f"AuthorizedKeysFile {auth}",
                 "StrictModes no",
                 "UsePAM no",
-                "PasswordAuthentication no",
+                # Only the temporary user (if any) may use a password.
+                f"PasswordAuthentication {'yes' if pw else 'no'}",
+                "PermitEmptyPasswords no",
                 "KbdInteractiveAuthentication no",
                 "PubkeyAuthentication yes",
                 "PermitRootLogin prohibit-password",
-                f"AllowUsers {user}",
+                f"AllowUsers {user}" + (f" {pw.name}" if pw else ""),
                 "Subsystem sftp internal-sftp",
                 "MaxStartups 50:30:100",
                 "MaxSessions 50",
@@ -145,7 +232,7 @@ def sshd(root: Path) -> Iterator[Sshd]:
         proc = subprocess.Popen(
             [binary, "-D", "-e", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT
         )
-    server = Sshd(root, port, user, known, client_key, proc, log)
+    server = Sshd(root, port, user, known, client_key, proc, log, pw)
     try:
         _wait_port(port, proc, log)
         yield server

@@ -21,13 +21,18 @@ from gateway.forwarders.files import FileForwarder
 from gateway.forwarders.http import HttpForwarder
 from gateway.transports.sftp import SftpStore
 from gateway.transports.store import LocalStore
+from monitoring.events import Events
 
 __all__ = ["build_forwarder"]
 
 
 def build_forwarder(
-    cfg: AnyDestination, *, resolve: Callable[[str], Path]
+    cfg: AnyDestination,
+    *,
+    resolve: Callable[[str], Path],
+    events: Events | None = None,
 ) -> Forwarder:
+    """``events``: the file forwarders audit their steps (upload, receipt file)."""
     if isinstance(cfg, HttpDestination):
         return HttpForwarder(cfg, resolve=lambda p: str(resolve(p)))
     if isinstance(cfg, SftpDestination):
@@ -36,6 +41,7 @@ def build_forwarder(
             SftpStore(cfg, resolve=resolve),
             inbox=cfg.remote_dir,
             receipts=cfg.receipts_dir,
+            events=events,
         )
     if isinstance(cfg, DirectoryDestination):
         return FileForwarder(
@@ -43,5 +49,6 @@ def build_forwarder(
             LocalStore(),
             inbox=str(resolve(cfg.path)),
             receipts=str(resolve(cfg.receipts_dir)),
+            events=events,
         )
     raise TypeError(f"no forwarder for {type(cfg).__name__}")  # pragma: no cover

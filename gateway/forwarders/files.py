@@ -16,6 +16,10 @@ receipt is verified by the caller (``crypto.check_receipt`` in dispatch)
 exactly like an HTTP receipt. Re-uploading after the hub took the file but
 before its receipt appeared is harmless: the hub answers a repeated envelope
 with the same receipt (docs/operations.md, "File hops").
+
+With ``events`` each step is audited: ``file_uploaded``, ``receipt_file_read``
+or ``refusal_file_read`` (dispatch then audits ``receipt_verified``), and
+``transport_failed``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from config.models import DirectoryDestination, SftpDestination
+from crypto import sm3
 from crypto.receipt import MAX_RECEIPT
 from gateway import failpoints
 from gateway.errors import (
@@ -37,6 +42,7 @@ from gateway.errors import (
     TransportError,
 )
 from gateway.transports.store import FileStore
+from monitoring.events import Events
 
 __all__ = ["FileForwarder"]
 
@@ -57,6 +63,7 @@ class FileForwarder:
         inbox: str,
         receipts: str,
         clock: Callable[[], float] = time.monotonic,
+        events: Events | None = None,
     ) -> None:
         self.name = cfg.name
         self._cfg = cfg
@@ -64,17 +71,32 @@ class FileForwarder:
         self.inbox = inbox
         self.receipts = receipts
         self._clock = clock
+        self.events = events
 
-    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+    async def _call(self, fn: Callable[..., T], path: str, *args: object) -> T:
+        """``fn(path, *args)`` on a thread; failures become transient delivery errors."""
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(fn, path, *args)
         except TransportError as exc:
+            self._failed(exc.code, str(exc), path)
             raise TransientDeliveryError(f"{self.name}: {exc}", code=exc.code) from exc
         except FileNotFoundError as exc:
+            self._failed("E_NOT_FOUND", str(exc), path)
             raise TransientDeliveryError(
                 f"{self.name}: {exc.filename or exc}: no such file or folder",
                 code="E_NOT_FOUND",
             ) from exc
+
+    def _failed(self, code: str, detail: str, path: str) -> None:
+        if self.events is not None:
+            self.events.file_transport_failed(
+                self.name,
+                code,
+                detail=detail,
+                remote=self.store.where,
+                destination=self.name,
+                file_path=path,
+            )
 
     async def _answer(self, envelope_id: str) -> bytes | None:
         """The hub's receipt if it is there (and then removed), or its refusal."""
@@ -89,12 +111,30 @@ class FileForwarder:
             # it; if we crash before that, the retry re-uploads and the hub
             # writes the same receipt again.
             await self._call(self.store.remove, rpath)
+            if self.events is not None:
+                self.events.receipt_file_read(
+                    self.name,
+                    remote=self.store.where,
+                    file_path=rpath,
+                    envelope_id=envelope_id,
+                    size=len(raw),
+                    receipt_sm3=sm3(raw).hex(),
+                )
             return raw
         epath = posixpath.join(self.receipts, envelope_id + ERROR_SUFFIX)
         err = await self._call(self.store.read_file, epath, 65536)
         if err is not None:
             code = _error_code(err)
             await self._call(self.store.remove, epath)
+            if self.events is not None:
+                self.events.refusal_file_read(
+                    self.name,
+                    remote=self.store.where,
+                    file_path=epath,
+                    envelope_id=envelope_id,
+                    code=code or "E_REFUSED",
+                    note_sm3=sm3(err).hex(),
+                )
             if code == "E_ENVELOPE_EXPIRED":
                 raise ResealRequired(
                     f"{self.name}: envelope too old, re-seal", code=code
@@ -113,10 +153,21 @@ class FileForwarder:
         final = posixpath.join(self.inbox, envelope_id + ENVELOPE_SUFFIX)
         if await self._call(self.store.stat, final) is None:
             part = final + ".part"
+            started = time.perf_counter()
             failpoints.hit("file-sink.before-upload")
             await self._call(self.store.write_file, part, envelope)
             failpoints.hit("file-sink.before-rename")
             await self._call(self.store.replace, part, final)
+            if self.events is not None:
+                self.events.file_uploaded(
+                    self.name,
+                    remote=self.store.where,
+                    file_path=final,
+                    envelope_id=envelope_id,
+                    size=len(envelope),
+                    envelope_sm3=(await asyncio.to_thread(sm3, envelope)).hex(),
+                    seconds=time.perf_counter() - started,
+                )
         deadline = self._clock() + cfg.receipt_wait_s
         while True:
             answer = await self._answer(envelope_id)

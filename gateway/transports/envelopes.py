@@ -15,6 +15,10 @@ does (``Hub.accept_envelope``), then:
 the envelope id and waits for that receipt. A crash between storing and
 writing the receipt is harmless: the file is still there, and a repeated
 envelope gets the same receipt again.
+
+Each step is audited through ``Events`` (``file_read``, then the hub's own
+``envelope_received``, ``receipt_file_written`` or ``refusal_file_written``,
+``file_archived``; ``transport_failed`` when the folder cannot be used).
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ import asyncio
 import json
 import logging
 import os
+import socket
+import time
 from pathlib import Path
 
+from crypto import sm3
 from gateway import failpoints
 from gateway.errors import TransportError
 from gateway.hub import EnvelopeAnswer, Hub
@@ -78,6 +85,7 @@ class EnvelopeFolder:
         self.name = f"envelopes:{path.name}"
         self.last_error: str | None = None
         self.failures = 0
+        self.where = f"file://{socket.gethostname()}"
 
     async def run(self, stop: asyncio.Event) -> None:
         for d in (self.path, self.receipts, self.errors):
@@ -96,7 +104,13 @@ class EnvelopeFolder:
                     self.failures += 1
                     self.last_error = str(exc)
                     code = getattr(exc, "code", "E_DIR_IO")
-                    self.events.transport_failed(self.name, code, detail=str(exc))
+                    self.events.file_transport_failed(
+                        self.name,
+                        code,
+                        detail=str(exc),
+                        remote=self.where,
+                        file_path=str(self.path),
+                    )
                     wait = min(300.0, 2.0 ** min(self.failures, 8))
                 stopper = asyncio.create_task(stop.wait())
                 waker = asyncio.create_task(self.wake.wait(wait))
@@ -131,31 +145,76 @@ class EnvelopeFolder:
                 return later
         return None
 
-    def _read(self, f: Path) -> bytes | None:
+    def _read(self, f: Path) -> tuple[bytes, int, str | None] | None:
+        """(bytes read, file size, SM3 when read whole), or None if it is gone."""
         limit = self.hub.max_envelope_bytes
         try:
             with f.open("rb") as fh:
-                return fh.read(limit + 1)
+                size = os.fstat(fh.fileno()).st_size
+                data = fh.read(limit + 1)
         except FileNotFoundError:
             return None
+        # An oversized file is refused unread; its partial digest would mislead.
+        return data, size, sm3(data).hex() if len(data) <= limit else None
 
     async def _one(self, f: Path) -> float | None:
         stem = f.name[: -len(SUFFIX)]
-        data = await asyncio.to_thread(self._read, f)
-        if data is None:
+        started = time.perf_counter()
+        got = await asyncio.to_thread(self._read, f)
+        if got is None:
             return None  # taken away meanwhile
+        data, size, digest = got
+        self.events.file_read(
+            self.name,
+            remote=self.where,
+            file_path=str(f),
+            size=size,
+            seconds=time.perf_counter() - started,
+            envelope_sm3=digest,
+        )
         answer = await self.hub.accept_envelope(data, remote_addr=f"file://{f}")
         if answer.status == 200:
             failpoints.hit("envelope-folder.stored")
-            await asyncio.to_thread(
-                write_atomic, self.receipts / f"{stem}.receipt", answer.body
+            receipt = self.receipts / f"{stem}.receipt"
+            await asyncio.to_thread(write_atomic, receipt, answer.body)
+            self.events.answer_file_written(
+                self.name,
+                remote=self.where,
+                file_name=f.name,
+                file_path=str(receipt),
+                receipt_sm3=sm3(answer.body).hex(),
             )
             await asyncio.to_thread(f.unlink, missing_ok=True)
+            self.events.file_archived(
+                self.name,
+                "deleted",
+                remote=self.where,
+                file_name=f.name,
+                file_path=str(f),
+            )
             self.events.file_done(self.name, "envelope", name=f.name, detail="")
             return None
         if answer.status in (429, 503):
             return _retry_after(answer)
-        await asyncio.to_thread(self._refused, f, stem, answer)
+        body = answer.body if answer.body else json.dumps({"error": {}}).encode()
+        code = _error_code(body)
+        error_file, target = await asyncio.to_thread(self._refused, f, stem, body)
+        self.events.answer_file_written(
+            self.name,
+            remote=self.where,
+            file_name=f.name,
+            file_path=str(error_file),
+            code=code,
+            note_sm3=sm3(body).hex(),
+        )
+        self.events.file_archived(
+            self.name,
+            "error",
+            remote=self.where,
+            file_name=f.name,
+            file_path=str(target),
+            code=code,
+        )
         self.events.file_done(
             self.name,
             "refused",
@@ -164,14 +223,25 @@ class EnvelopeFolder:
         )
         return None
 
-    def _refused(self, f: Path, stem: str, answer: EnvelopeAnswer) -> None:
-        body = answer.body if answer.body else json.dumps({"error": {}}).encode()
-        write_atomic(self.receipts / f"{stem}.error", body)
+    def _refused(self, f: Path, stem: str, body: bytes) -> tuple[Path, Path]:
+        """Write the refusal file, move the envelope to error/; both paths."""
+        error_file = self.receipts / f"{stem}.error"
+        write_atomic(error_file, body)
         target = self.errors / f.name
         if target.exists():
             target = self.errors / f"{f.name}.{os.getpid()}.{int(f.stat().st_mtime)}"
         f.replace(target)
         fsync_dir(self.errors)
+        return error_file, target
+
+
+def _error_code(body: bytes) -> str:
+    """The code of a refusal body (``{"error": {"code": ...}}``); E_REFUSED if none."""
+    try:
+        code = json.loads(body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return "E_REFUSED"
+    return code if isinstance(code, str) and code.isascii() and code else "E_REFUSED"
 
 
 def _retry_after(answer: EnvelopeAnswer) -> float:

@@ -17,6 +17,11 @@ at any point loses no file and processes none twice::
       done/ (or delete it) -- or to error/ when the input was quarantined
     6 forget the local copy and the marker
 
+Each step is audited through ``Events`` (``file_claimed``, ``file_read``,
+``file_skipped``, ``file_archived``, ``transport_failed``; docs/audit.md). A
+refused file's ``NAME.error.json`` note is written beside it in error/ as
+``.part``, fsync'd, then renamed.
+
 A restart first finishes whatever it finds in processing/ under its own
 prefix: before step 2 nothing happened; between 2 and 5 the file is still in
 processing/ and is taken up again (step 4 is idempotent); after 5 nothing is
@@ -32,8 +37,10 @@ import json
 import logging
 import posixpath
 import random
+import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -114,6 +121,9 @@ class FileSource:
         self.failures = 0
         self.last_error: str | None = None
         self.files_done = 0
+        self.transport = "sftp" if isinstance(transport, SftpTransport) else "directory"
+        # The file a failure happened on (for its audit entry), if any.
+        self._current: str | None = None
 
     # -- helpers ------------------------------------------------------------------
 
@@ -170,7 +180,15 @@ class FileSource:
     def _failed(self, code: str, detail: str) -> float:
         self.failures += 1
         self.last_error = f"{code}: {detail}"
-        self.events.transport_failed(self.name, code, detail=detail)
+        self.events.file_transport_failed(
+            self.name,
+            code,
+            detail=detail,
+            remote=self.store.where,
+            source=self.name,
+            file_path=self._current,
+        )
+        self._current = None
         base = min(self.cfg.backoff_max_s, 2.0 ** min(self.failures - 1, 16))
         return float(base * (0.5 + random.random() / 2))  # noqa: S311 - jitter
 
@@ -200,6 +218,7 @@ class FileSource:
 
     async def poll_once(self, stop: asyncio.Event | None = None) -> int:
         """Finish claimed files, then claim and process complete new ones."""
+        self._current = None
         if not self._ready:
             for d in (self.processing, self.done, self.error):
                 await self._call(self.store.makedirs, d)
@@ -214,7 +233,7 @@ class FileSource:
                 break
             if not self._candidate(e) or not self._complete(e, by_name):
                 continue
-            if await self._claim(e.name):
+            if await self._claim(e):
                 self._seen.pop(e.name, None)
                 await self._process(self.owner + e.name, e)
                 n += 1
@@ -247,9 +266,19 @@ class FileSource:
             return False
         return now - prev[1] >= stable_s
 
-    async def _claim(self, name: str) -> bool:
+    async def _claim(self, e: Entry) -> bool:
+        name = e.name
         src = posixpath.join(self.incoming, name)
         dst = posixpath.join(self.processing, self.owner + name)
+        self._current = src  # a failure in between names it
+        claimed = await self._rename_in(src, dst, name)
+        self._current = None
+        if claimed:
+            self._claimed(name, dst, e.size, e)
+            failpoints.hit("file-source.claimed")
+        return claimed
+
+    async def _rename_in(self, src: str, dst: str, name: str) -> bool:
         marker = self._marker
         try:
             if marker is not None:
@@ -258,16 +287,24 @@ class FileSource:
                 if not await self._call(self.store.rename, src + marker, dst + marker):
                     return False
                 failpoints.hit("file-source.marker-claimed")
-            claimed = await self._call(self.store.rename, src, dst)
+            return bool(await self._call(self.store.rename, src, dst))
         except FileExistsError:
             log.warning(
                 "A file of the same name is still in processing; claiming later.",
                 extra={"source": self.name, "file": name},
             )
             return False
-        if claimed:
-            failpoints.hit("file-source.claimed")
-        return bool(claimed)
+
+    def _claimed(self, name: str, path: str, size: int | None, e: Entry) -> None:
+        self.events.file_claimed(
+            self.name,
+            remote=self.store.where,
+            file_name=name,
+            file_path=path,
+            size=size,
+            transport=self.transport,
+            token_id=self._token_id(e),
+        )
 
     async def _resume(self) -> int:
         entries = await self._call(self.store.listdir, self.processing)
@@ -282,6 +319,8 @@ class FileSource:
                     src = posixpath.join(self.incoming, name)
                     dst = posixpath.join(self.processing, data)
                     if await self._call(self.store.rename, src, dst):
+                        # Claimed now (its marker was claimed before a crash).
+                        self._claimed(name, dst, None, e)
                         await self._process(data, e)
                         n += 1
                     else:
@@ -323,28 +362,46 @@ class FileSource:
         src = self.intake.sources.get(self.name)
         if src is None:
             return  # removed by a reload; the file waits in processing/
+        self._current = path
         entry = await self._call(self.store.stat, path)
         if entry is None:
             await asyncio.to_thread(local.unlink, missing_ok=True)
+            self._current = None
             return
+        token_id = self._token_id(listed or entry)
         if entry.size > src.cfg.max_bytes:
-            self.events.input_refused(self.name, "E_TOO_LARGE", intake_id=None)
+            self.events.input_refused(
+                self.name,
+                "E_TOO_LARGE",
+                intake_id=None,
+                remote=self._remote_addr(name),
+                token_id=token_id,
+            )
+            limit = src.cfg.max_bytes
             await self._to_error(
                 path,
                 name,
-                {
-                    "error": {
-                        "code": "E_TOO_LARGE",
-                        "message": f"{entry.size} bytes; the source accepts "
-                        f"{src.cfg.max_bytes}",
-                    }
-                },
+                code="E_TOO_LARGE",
+                message=f"The file is {entry.size} bytes; the source accepts at most "
+                f"{limit}. / 文件大小为 {entry.size} 字节，该数据源最多接收 {limit} 字节。",
+                size=entry.size,
             )
             await self._finish(claimed, local)
+            self._current = None
             self.events.file_done(self.name, "too_large", name=name, detail="")
             return
+        started = time.perf_counter()
         data = await self._fetch(path, entry.size, local)
         digest = await asyncio.to_thread(lambda: sm3(data).hex())
+        self.events.file_read(
+            self.name,
+            remote=self.store.where,
+            file_path=path,
+            size=len(data),
+            seconds=time.perf_counter() - started,
+            source=self.name,
+            input_sm3=digest,
+        )
         key = f"sm3:{digest}"
         prior = await self.intake.spool.lookup_idempotent(self.name, key)
         ctype = self.cfg.content_type or src.cfg.content_types[0]
@@ -352,7 +409,7 @@ class FileSource:
             src,
             data,
             remote_addr=self._remote_addr(name),
-            token_id=self._token_id(listed or entry),
+            token_id=token_id,
             content_type=ctype,
             idempotency_key=key,
             name=name,
@@ -364,25 +421,54 @@ class FileSource:
             )
             raise _Later(_retry_after(out))
         failpoints.hit("file-source.stored")
+        if prior is not None:
+            self.events.file_skipped(
+                self.name,
+                remote=self.store.where,
+                file_name=name,
+                input_sm3=digest,
+                intake_id=prior.intake_id,
+            )
         if 200 <= out.status < 300:
             outcome = "duplicate" if prior is not None else "accepted"
             if self.cfg.after == "delete":
                 await self._call(self.store.remove, path)
+                self._archived("deleted", name, path, out.intake_id, digest)
             else:
-                await self._archive(path, self.done, name, out.intake_id)
+                target = await self._archive(path, self.done, name, out.intake_id)
+                if target is not None:
+                    self._archived("done", name, target, out.intake_id, digest)
         else:
             outcome = "quarantined"
-            try:
-                note = json.loads(out.body)
-            except ValueError:
-                note = {"error": {"code": "E_UNKNOWN"}}
-            if isinstance(note, dict):
-                note["intake_id"] = out.intake_id
-            await self._to_error(path, name, note, out.intake_id)
+            code, message = _answer_error(out.body)
+            await self._to_error(
+                path,
+                name,
+                code=code,
+                message=message,
+                size=len(data),
+                intake_id=out.intake_id,
+                input_sm3=digest,
+            )
         await self._finish(claimed, local)
+        self._current = None
         self.files_done += 1
         self.events.file_done(
             self.name, outcome, name=name, detail=f"intake {out.intake_id}"
+        )
+
+    def _archived(
+        self, how: str, name: str, path: str, intake_id: str | None, digest: str
+    ) -> None:
+        self.events.file_archived(
+            self.name,
+            how,
+            remote=self.store.where,
+            file_name=name,
+            file_path=path,
+            source=self.name,
+            intake_id=intake_id,
+            input_sm3=digest,
         )
 
     async def _fetch(self, path: str, size: int, local: Path) -> bytes:
@@ -415,7 +501,8 @@ class FileSource:
 
     async def _archive(
         self, path: str, folder: str, name: str, intake_id: str | None
-    ) -> str:
+    ) -> str | None:
+        """Move a handled file into ``folder``; its new path (None: it vanished)."""
         target = posixpath.join(folder, name)
         try:
             moved = await self._call(self.store.rename, path, target)
@@ -432,22 +519,73 @@ class FileSource:
                 "A claimed file vanished before it was archived.",
                 extra={"source": self.name, "file": name},
             )
+            return None
         return target
 
     async def _to_error(
         self,
         path: str,
         name: str,
-        note: object,
+        *,
+        code: str,
+        message: str,
+        size: int,
         intake_id: str | None = None,
+        input_sm3: str | None = None,
     ) -> None:
+        """Move a refused file to error/ and write ``NAME.error.json`` beside it."""
         target = await self._archive(path, self.error, name, intake_id)
-        with contextlib.suppress(TransportError):
-            await self._call(
-                self.store.write_file,
-                target + NOTE_SUFFIX,
-                json.dumps(note, ensure_ascii=False, indent=1).encode(),
+        if target is None:
+            return
+        en, zh = bilingual(code, message)
+        note = {
+            "error": {
+                "code": code,
+                "message": message,
+                "message_en": en,
+                "message_zh": zh,
+            },
+            # The intake id is also the quarantine id (`quarantine show ID`); none
+            # when the file was refused unread (too large).
+            "intake_id": intake_id,
+            "input_sm3": input_sm3,
+            "source": self.name,
+            "file": name,
+            "bytes": size,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        raw = json.dumps(note, ensure_ascii=False, indent=1).encode()
+        written = await self._write_note(target + NOTE_SUFFIX, raw)
+        self.events.file_archived(
+            self.name,
+            "error",
+            remote=self.store.where,
+            file_name=name,
+            file_path=target,
+            source=self.name,
+            code=code,
+            intake_id=intake_id,
+            input_sm3=input_sm3,
+            note_sm3=sm3(raw).hex() if written else None,
+        )
+
+    async def _write_note(self, final: str, raw: bytes) -> bool:
+        """Write, fsync, rename: a reader sees no note or the whole note."""
+        part = final + ".part"
+        try:
+            await self._call(self.store.write_file, part, raw)
+            await self._call(self.store.replace, part, final)
+        except TransportError as exc:
+            # The input is durable and its file is in error/ already: a lost note
+            # must not stop the source (the quarantine entry has the same facts).
+            log.warning(
+                "The .error.json note could not be written.",
+                extra={"source": self.name, "file": final, "detail": str(exc)},
             )
+            with contextlib.suppress(TransportError):
+                await self._call(self.store.remove, part)
+            return False
+        return True
 
     async def _finish(self, claimed: str, local: Path) -> None:
         marker = self._marker
@@ -456,3 +594,41 @@ class FileSource:
                 self.store.remove, posixpath.join(self.processing, claimed + marker)
             )
         await asyncio.to_thread(local.unlink, missing_ok=True)
+
+
+def _answer_error(body: bytes) -> tuple[str, str]:
+    """(code, message) of a refusal answer (``{"error": {...}}``)."""
+    try:
+        obj = json.loads(body)
+        err = obj["error"]
+        code, message = err.get("code"), err.get("message")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "E_UNKNOWN", ""
+    return (
+        code if isinstance(code, str) and code else "E_UNKNOWN",
+        message if isinstance(message, str) else "",
+    )
+
+
+_CJK = re.compile("[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+
+
+def bilingual(code: str, message: str) -> tuple[str, str]:
+    """(English, Chinese) of an answer's message.
+
+    Adapters and intake write ``"<English> / <Chinese>"``; a message without a
+    Chinese part gets a fixed Chinese sentence naming the code.
+    """
+    cuts = [i for i in range(len(message)) if message.startswith(" / ", i)]
+    for i in cuts:  # the first cut with plain English before it ...
+        if not _CJK.search(message[:i]) and _CJK.search(message[i + 3 :]):
+            return message[:i], message[i + 3 :]
+    for i in reversed(cuts):  # ... else the last one with Chinese after it
+        if _CJK.search(message[i + 3 :]):
+            return message[:i], message[i + 3 :]
+    if _CJK.search(message):
+        return f"{code}: see message_zh.", message
+    return (
+        message or f"{code}: the input was refused.",
+        f"{code}：输入被拒收，原文已保存在隔离区；详细说明见 message_en。",
+    )

@@ -588,6 +588,8 @@ async def test_status_page_in_headless_chromium(site: Site, tmp_path: Path) -> N
                     assert row[k] == str(v[k]), (name, k, row, v)
                 assert v["oldest_age_s"] is None
                 assert row["oldest_age"] == "—"
+                assert v["held"] == 0
+                assert row["held"] == "0"
                 assert v["circuit_open"] is False
                 assert row["circuit"] == "正常 closed"
                 assert row["last_error"] == (v["last_error"] or "—")

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+import crypto
 from config.models import DirectoryTransport, SftpTransport
 from gateway.intake import Intake
 from gateway.node import Node
 from gateway.spool import AsyncSpool, Quotas, Spool
 from gateway.transports.source import FileSource
 from gateway.transports.store import FileStore, LocalStore
+from monitoring.audit import AuditLog, export, verify
 from monitoring.events import Events
 from tests.harness import Site, admin_headers, node_from
 
@@ -173,3 +178,49 @@ def hub_records(site: Site, name: str = "hub") -> list[bytes]:
             out.extend(r.canonical for r in page)
             after = page[-1].record_id
     return out
+
+
+@contextlib.asynccontextmanager
+async def audited(r: Rig) -> AsyncIterator[Path]:
+    """Give a rig's events a real audit log (the node's key signs checkpoints);
+    closed, with its final checkpoint, when the block ends."""
+    directory = r.node.audit_dir
+    log = await AuditLog.aopen(
+        directory, node=r.node.name, signer=r.node.ring.current(datetime.now(UTC))
+    )
+    r.events.audit = log
+    try:
+        yield directory
+    finally:
+        r.events.audit = None
+        await log.aclose()
+
+
+def audit_entries(directory: Path) -> list[dict[str, Any]]:
+    """Every entry of an audit log, in order, after checking the whole chain."""
+    return [json.loads(line) for line in export(directory)]
+
+
+def verified(directory: Path, *keys: Path) -> list[dict[str, Any]]:
+    """``audit verify`` over the log with the nodes' keys, then its entries."""
+    result = verify(directory, [crypto.load_private_key(k).public for k in keys])
+    assert result.ok, result.report()
+    assert not result.warnings, result.report()
+    return audit_entries(directory)
+
+
+def pick(
+    entries: list[dict[str, Any]], kind: str, **data: object
+) -> list[dict[str, Any]]:
+    """The entries of ``kind`` whose data has every given value."""
+    return [
+        e
+        for e in entries
+        if e["kind"] == kind and all(e["data"].get(k) == v for k, v in data.items())
+    ]
+
+
+def one(entries: list[dict[str, Any]], kind: str, **data: object) -> dict[str, Any]:
+    found = pick(entries, kind, **data)
+    assert len(found) == 1, (kind, data, found)
+    return found[0]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -12,12 +15,16 @@ from crypto.origin import OriginProof, proof_of, verify_origin
 from gateway.errors import EnvelopeInvalid
 from gateway.provenance import (
     MAX_CHUNKS,
+    PRUNE_SLACK_S,
     OriginStore,
     decode_meta,
     encode_meta,
     origin_meta,
+    prune_before,
 )
 from tests.conftest import make_key
+from tests.harness import Site, running
+from tests.transports.helpers import one, verified
 
 
 def sealed(
@@ -123,6 +130,104 @@ def test_store_keeps_the_first_proof_per_record(
         assert all(p == p1 for p in got.values())
     finally:
         store.close()
+
+
+DAY = 86400.0
+
+
+def test_store_prunes_proofs_unused_for_the_retention(
+    tmp_path: Path, sender, recipient, now
+) -> None:
+    env1, m1 = sealed(sender, recipient, now, tag="old")
+    env2, m2 = sealed(sender, recipient, now, tag="new")
+    env3, m3 = sealed(sender, recipient, now, tag="reused")
+    p1, p2, p3 = (proof_of(e, sender.public) for e in (env1, env2, env3))
+    t = time.time()
+    store = OriginStore(tmp_path / "origins.db")
+    try:
+        store.put([(p1, m1), (p3, m3[:1])], sender=sender.id, now=t - 40 * DAY)
+        store.put([(p2, m2)], sender=sender.id, now=t - 1 * DAY)
+        # p3 came again recently (more of its records, in a later envelope):
+        # that use counts, so it stays with all its records.
+        store.put([(p3, m3[1:])], sender=sender.id, now=t - 2 * DAY)
+        assert store.prune(before=t - 30 * DAY) == (1, len(m1))
+        got = store.lookup([*m1, *m2, *m3])
+        assert set(got) == {*m2, *m3}
+        assert store.prune(before=t - 30 * DAY) == (0, 0)  # nothing left to do
+        assert store.prune(before=t) == (2, len(m2) + len(m3))
+        assert store.lookup([*m2, *m3]) == {}
+    finally:
+        store.close()
+
+
+def test_prune_in_batches(tmp_path: Path, sender, recipient, now, monkeypatch) -> None:
+    import gateway.provenance as prov
+
+    monkeypatch.setattr(prov, "PRUNE_BATCH", 2)
+    store = OriginStore(tmp_path / "origins.db")
+    try:
+        for i in range(5):
+            env, m = sealed(sender, recipient, now, n=2, tag=f"b{i}")
+            store.put([(proof_of(env, sender.public), m)], sender=sender.id, now=1.0)
+        assert store.prune(before=2.0) == (5, 10)
+    finally:
+        store.close()
+
+
+def test_the_cutoff_keeps_what_undelivered_records_need() -> None:
+    now = 1_000_000_000.0
+    # Nothing undelivered: the dedupe retention alone.
+    assert prune_before(now, retention_s=30 * DAY, oldest_undelivered_s=None) == (
+        now - 30 * DAY
+    )
+    # A record waiting 3 days: retention still earlier.
+    assert prune_before(now, retention_s=30 * DAY, oldest_undelivered_s=3 * DAY) == (
+        now - 30 * DAY
+    )
+    # A record waiting 45 days (destination down): its proof stays.
+    assert (
+        prune_before(now, retention_s=30 * DAY, oldest_undelivered_s=45 * DAY)
+        == now - 45 * DAY - PRUNE_SLACK_S
+    )
+
+
+async def test_a_hub_prunes_old_origin_proofs_at_start(
+    tmp_path: Path, sender, recipient, now
+) -> None:
+    """The hourly prune task (it also runs at start) deletes proofs unused for
+    ``hub.dedupe_retention_days``, and audits it."""
+    site = Site(tmp_path)
+    cfg = site.hub_config(extra="")
+    cfg.write_text(
+        cfg.read_text().replace("hub:\n", "hub:\n  dedupe_retention_days: 7\n")
+    )
+    env_old, m_old = sealed(sender, recipient, now, tag="old")
+    env_new, m_new = sealed(sender, recipient, now, tag="new")
+    db = site.root / "hub" / "origins.db"
+    db.parent.mkdir(parents=True)
+    store = OriginStore(db)
+    t = time.time()
+    store.put([(proof_of(env_old, sender.public), m_old)], sender="x", now=t - 8 * DAY)
+    store.put([(proof_of(env_new, sender.public), m_new)], sender="x", now=t - 6 * DAY)
+    store.close()
+
+    def proofs() -> int:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+            return int(c.execute("SELECT COUNT(*) FROM proofs").fetchone()[0])
+
+    async with running(cfg):
+        deadline = time.monotonic() + 10
+        while proofs() != 1:
+            assert time.monotonic() < deadline, "old proof not pruned"
+            await asyncio.sleep(0.05)
+    store = OriginStore(db)
+    try:
+        assert set(store.lookup([*m_old, *m_new])) == set(m_new)
+    finally:
+        store.close()
+    log = verified(site.root / "hub" / "audit", site.key("hub"))
+    pruned = one(log, "origins_pruned")
+    assert pruned["data"] == {"proofs": 1, "records": len(m_old)}
 
 
 def test_the_openssl_check_in_the_docs(

@@ -8,7 +8,10 @@ hub watching the folder that sshd writes into.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -22,11 +25,15 @@ from gateway.transports.sftp import SftpStore, check_algorithms
 from tests.harness import Site, running
 from tests.sshd import Sshd
 from tests.transports.helpers import (
+    audited,
     delivered_count,
     hub_with_drop,
+    one,
+    pick,
     push_ingest,
     rig,
     source_config,
+    verified,
 )
 
 
@@ -224,13 +231,16 @@ async def test_sftp_sink_delivers_to_a_hub_watching_the_folder(
         _ = hub_node
 
 
-def _sftp_gateway(site: Site, s: Sshd, inbox: Path, receipts: Path) -> Path:
+def _sftp_gateway(
+    site: Site, s: Sshd, inbox: Path, receipts: Path, *, password: bool = False
+) -> Path:
     path = site.gateway_config(destinations={})
     text = path.read_text().replace("destinations:\n", "destinations: []\n", 1)
+    conn = s.password_yaml("    ") if password else s.connection_yaml("    ")
     block = (
         "destinations:\n"
         "  - name: hub\n"
-        "    type: sftp\n" + s.connection_yaml("    ") + f"    remote_dir: {inbox}\n"
+        "    type: sftp\n" + conn + f"    remote_dir: {inbox}\n"
         f"    receipts_dir: {receipts}\n"
         "    receipt_wait_s: 5\n"
         "    receipt_poll_s: 0.1\n"
@@ -241,3 +251,200 @@ def _sftp_gateway(site: Site, s: Sshd, inbox: Path, receipts: Path) -> Path:
     )
     path.write_text(text.replace("destinations: []\n", block, 1))
     return path
+
+
+# -- password authentication (a temporary user, tests/sshd.py) and the audit log --
+
+
+def user_dir(s: Sshd, *parts: str) -> Path:
+    """A folder the password user owns (the test process is root)."""
+    pw = s.password_user
+    assert pw is not None
+    path = pw.home
+    for p in parts:
+        path = path / p
+        path.mkdir(exist_ok=True)
+        shutil.chown(path, pw.name, pw.name)
+    return path
+
+
+def assert_secret_kept(
+    secret: str, caplog: pytest.LogCaptureFixture, *dirs: Path
+) -> None:
+    """Not in any log record (message or extra fields) nor in the audit logs."""
+    for rec in caplog.records:
+        assert secret not in rec.getMessage()
+        assert secret not in repr(vars(rec))
+    for d in dirs:
+        for f in d.iterdir():
+            assert secret.encode() not in f.read_bytes(), f
+
+
+async def test_sftp_source_with_a_password_audits_each_step(
+    ssh_password_server: Sshd, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    s = ssh_password_server
+    assert s.password_user is not None
+    remote = user_dir(s, tmp_path.name, "out")
+    site = Site(tmp_path)
+    cfg = source_config(
+        site,
+        "type: sftp\n" + s.password_yaml("") + f"remote_dir: {remote}\n"
+        "completion: {mode: stable, stable_s: 0}\n",
+    )
+    body = demo_jsonl(3, seed=8)
+    async with rig(cfg) as r, audited(r) as audit_dir:
+        t = r.node.sources["drop"].cfg.transport
+        assert isinstance(t, SftpTransport)
+        src = r.source(store=SftpStore(t, resolve=Path))
+        (remote / "x.jsonl").write_bytes(body)
+        (remote / "bad.jsonl").write_bytes(b"\xff\xfe not json\n")
+        await src.poll_once()
+        r.clock.advance(0.1)
+        assert await src.poll_once() == 2
+        assert await r.counts() == (1, len(body.splitlines()))
+        await asyncio.to_thread(src.store.close)
+    # Moved by the password user, inside its own folder.
+    assert (remote / "done" / "x.jsonl").read_bytes() == body
+    note = json.loads((remote / "error" / "bad.jsonl.error.json").read_text())
+    assert note["error"]["code"] == "E_ENCODING"
+    assert sorted(os.listdir(remote / "error")) == ["bad.jsonl", "bad.jsonl.error.json"]
+
+    log = verified(audit_dir, site.key("gw"))
+    where = f"sftp://{s.password_user.name}@127.0.0.1:{s.port}"
+    claimed = one(log, "file_claimed", file_name="x.jsonl")
+    assert claimed["remote"] == where
+    assert claimed["data"]["transport"] == "sftp"
+    assert claimed["data"]["token_id"] == f"sftp:{s.password_user.name}"
+    assert claimed["data"]["bytes"] == len(body)
+    read = one(log, "file_read", file_path=claimed["data"]["file_path"])
+    assert read["data"]["input_sm3"] == sm3(body).hex()
+    done = one(log, "file_archived", file_name="x.jsonl")
+    assert done["data"]["file_path"] == f"{remote}/done/x.jsonl"
+    bad = one(log, "file_archived", file_name="bad.jsonl")
+    assert bad["code"] == "E_ENCODING"
+    assert (
+        bad["data"]["note_sm3"]
+        == sm3((remote / "error" / "bad.jsonl.error.json").read_bytes()).hex()
+    )
+    assert_secret_kept(s.password_user.password, caplog, audit_dir)
+
+
+def test_a_wrong_password_is_refused_without_showing_it(
+    ssh_password_server: Sshd, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    s = ssh_password_server
+    assert s.password_user is not None
+    wrong = tmp_path / "pw"
+    wrong.write_text("not-the-password-7f3a\n")
+    wrong.chmod(0o600)
+    st = store(s, user=s.password_user.name, key_file=None, password_file=str(wrong))
+    with pytest.raises(TransportError) as err:
+        st.listdir(str(s.password_user.home))
+    assert err.value.code == "E_SFTP_AUTH"
+    assert "not-the-password-7f3a" not in str(err.value)
+    assert_secret_kept("not-the-password-7f3a", caplog)
+    # The right one works (read from its file at each connect).
+    ok = store(
+        s,
+        user=s.password_user.name,
+        key_file=None,
+        password_file=str(s.password_user.password_file),
+    )
+    try:
+        ok.listdir(str(s.password_user.home))
+    finally:
+        ok.close()
+
+
+async def test_sftp_connect_failure_is_audited(
+    ssh_server: Sshd, tmp_path: Path
+) -> None:
+    from tests.harness import free_port
+
+    site = Site(tmp_path)
+    port = free_port()  # nobody listens there
+    conn_yaml = ssh_server.connection_yaml("").replace(
+        f"port: {ssh_server.port}", f"port: {port}"
+    )
+    cfg = source_config(site, "type: sftp\n" + conn_yaml + "remote_dir: /nowhere\n")
+    async with rig(cfg) as r, audited(r) as audit_dir:
+        t = r.node.sources["drop"].cfg.transport
+        assert isinstance(t, SftpTransport)
+        src = r.source(store=SftpStore(t, resolve=Path))
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.run(stop))
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if src.last_error:
+                break
+        stop.set()
+        await task
+    log = verified(audit_dir, site.key("gw"))
+    failed = one(log, "transport_failed", source="drop")
+    assert failed["code"] in {"E_SFTP_CONNECT", "E_SFTP_HOST_KEY"}
+    assert failed["remote"] == f"sftp://{ssh_server.user}@127.0.0.1:{port}"
+    assert failed["outcome"] == "failed"
+
+
+async def test_sftp_sink_with_a_password_audits_both_sides(
+    ssh_password_server: Sshd,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """gateway --sftp, password--> sshd --files--> hub; then `audit verify` on
+    both nodes, and the digests agree from upload to receipt."""
+    caplog.set_level(logging.DEBUG)
+    s = ssh_password_server
+    pw = s.password_user
+    assert pw is not None
+    inbox = user_dir(s, tmp_path.name, "in")
+    receipts = user_dir(s, tmp_path.name, "receipts")
+    site = Site(tmp_path)
+    hub = hub_with_drop(site, inbox, receipts)
+    gw = _sftp_gateway(site, s, inbox, receipts, password=True)
+    body = demo_jsonl(3, seed=12)
+    async with running(hub, gw) as (_hub_node, gw_node):
+        assert (await push_ingest(site, body))[0] == 202
+        deadline = time.monotonic() + 30
+        while await delivered_count(gw_node) < len(body.splitlines()):
+            assert time.monotonic() < deadline, "not delivered"
+            await asyncio.sleep(0.1)
+    assert list(inbox.glob("*.env*")) == []
+    assert list(receipts.iterdir()) == []
+
+    from gateway.cli import main as cli
+
+    for cfg in (gw, hub):
+        assert cli(["audit", "verify", "--config", str(cfg)]) == 0, capsys.readouterr()
+    g = verified(site.root / "gw" / "audit", site.key("gw"))
+    h = verified(site.root / "hub" / "audit", site.key("hub"))
+    where = f"sftp://{pw.name}@127.0.0.1:{s.port}"
+    sealed = pick(g, "envelope_sealed")
+    assert sealed
+    for env in sealed:
+        env_id = env["data"]["envelope_id"]
+        up = one(g, "file_uploaded", envelope_id=env_id)
+        assert up["remote"] == where
+        assert up["data"]["file_path"] == f"{inbox}/{env_id}.env"
+        assert up["data"]["envelope_sm3"] == env["data"]["envelope_sm3"]
+        got = one(g, "receipt_file_read", envelope_id=env_id)
+        assert got["data"]["file_path"] == f"{receipts}/{env_id}.receipt"
+        verified_receipt = one(g, "receipt_verified", envelope_id=env_id)
+        assert got["data"]["receipt_sm3"] == verified_receipt["data"]["receipt_sm3"]
+        assert up["seq"] < got["seq"] < verified_receipt["seq"]
+        # The hub's side of the same file.
+        read = one(h, "file_read", file_path=f"{inbox}/{env_id}.env")
+        assert read["data"]["envelope_sm3"] == up["data"]["envelope_sm3"]
+        one(h, "envelope_received", envelope_id=env_id)
+        written = one(h, "receipt_file_written", file_name=f"{env_id}.env")
+        assert written["data"]["receipt_sm3"] == got["data"]["receipt_sm3"]
+        assert written["data"]["file_path"] == f"{receipts}/{env_id}.receipt"
+        gone = one(h, "file_archived", file_path=f"{inbox}/{env_id}.env")
+        assert gone["data"]["reason"] == "deleted"
+    assert_secret_kept(
+        pw.password, caplog, site.root / "gw" / "audit", site.root / "hub" / "audit"
+    )
