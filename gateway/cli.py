@@ -393,7 +393,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         loaded.resolve(a.dir) if a.dir else loaded.resolve(m.node.state_dir) / "audit"
     )
     result = audit_verify(directory, keys)
-    print(result.report())
+    print("\n".join(result.report()))
     return int(result.exit_code)
 
 

@@ -145,6 +145,9 @@ def sink_gateway(site: Site, s: Sshd, inbox: Path, receipts: Path) -> Path:
             "    batch: {max_records: 500, linger_s: 0.05}",
             "    retry: {backoff_min_s: 0.2, backoff_max_s: 1.0}",
             "    circuit_failures: 50",
+            # One envelope carries the whole input through each crash step
+            # (parent-first ordering would send the projects first, alone).
+            "    ordering: {parent_first: false}",
             "",
         ]
     )
