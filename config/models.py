@@ -94,6 +94,13 @@ class NodeConfig(Strict):
     )
     sm2_backend: Literal["auto", "libcrypto", "gmssl-pyx"] = "auto"
     key_expiry_warning_days: int = Field(default=30, ge=0)
+    keep_delivered_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="delete inputs this long after all their records were delivered "
+        "(GET /v1/intake answers until then); dead-lettered, quarantined and hub "
+        "inbox data are kept",
+    )
     audit: AuditConfig = AuditConfig()
 
 

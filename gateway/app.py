@@ -39,7 +39,7 @@ from gateway.node import Destination, Node, build_node
 from gateway.operations import Operations
 from gateway.provenance import OriginStore, prune_before
 from gateway.records import DestinationCounts
-from gateway.spool import AsyncSpool, Limits, Quotas
+from gateway.spool import AsyncSpool, Limits, PruneCount, Quotas
 from gateway.transports.runner import FileTasks
 from monitoring.audit import AuditLog
 from monitoring.events import Events
@@ -52,6 +52,7 @@ VERSION = "0.1.0"
 DRAIN_S = 20.0
 GAUGE_INTERVAL_S = 5.0
 PRUNE_INTERVAL_S = 3600.0
+PRUNE_BATCH = 200  # inputs per transaction
 
 
 def quotas_from(cfg: GatewayConfig) -> Quotas:
@@ -226,16 +227,55 @@ class Running:
             )
         return proofs, records
 
-    async def _prune_hub(self) -> None:
+    async def prune_delivered_once(self) -> PruneCount:
+        """Delete inputs delivered everywhere longer than node.keep_delivered_days
+        ago, in small transactions so intake never waits long for the writer."""
+        days = self.node.config.model.node.keep_delivered_days
+        before = time.time() - days * 86400
+        total = PruneCount()
+        while True:
+            n = await self.spool.prune_delivered(before=before, limit=PRUNE_BATCH)
+            total = PruneCount(
+                inputs=total.inputs + n.inputs,
+                records=total.records + n.records,
+                envelopes=total.envelopes + n.envelopes,
+            )
+            if n.inputs < PRUNE_BATCH:
+                break
+            await asyncio.sleep(0)  # let intake and the workers have the writer
+        if total.inputs:
+            self.events.spool_pruned(
+                inputs=total.inputs,
+                records=total.records,
+                envelopes=total.envelopes,
+                keep_days=days,
+            )
+        return total
+
+    async def _maintenance(self) -> None:
+        """At start and hourly: retention of delivered data, hub dedupe ids and
+        origin proofs."""
+        hub = self.node.config.model.hub is not None
         while True:
             try:
-                await self.prune_hub_once()
+                await self.prune_delivered_once()
             except SpoolError as exc:
-                log.warning("Pruning envelope ids failed.", extra={"detail": str(exc)})
-            try:
-                await self.prune_origins_once()
-            except (SpoolError, sqlite3.Error) as exc:
-                log.warning("Pruning origin proofs failed.", extra={"detail": str(exc)})
+                log.warning(
+                    "Pruning delivered data failed.", extra={"detail": str(exc)}
+                )
+            if hub:
+                try:
+                    await self.prune_hub_once()
+                except SpoolError as exc:
+                    log.warning(
+                        "Pruning envelope ids failed.", extra={"detail": str(exc)}
+                    )
+                try:
+                    await self.prune_origins_once()
+                except (SpoolError, sqlite3.Error) as exc:
+                    log.warning(
+                        "Pruning origin proofs failed.", extra={"detail": str(exc)}
+                    )
             await asyncio.sleep(PRUNE_INTERVAL_S)
 
     def _held_gauges(self, name: str, alarm_s: float, c: DestinationCounts) -> None:
@@ -457,8 +497,7 @@ async def serve(
         rt.publish_keys()
         rt.publish_names()
         rt.tasks.append(asyncio.create_task(rt._gauges()))
-        if cfg.hub is not None:
-            rt.tasks.append(asyncio.create_task(rt._prune_hub()))
+        rt.tasks.append(asyncio.create_task(rt._maintenance()))
         rt.tasks.append(asyncio.create_task(ops.sample_forever()))
         if cfg.listen.ingest:
             rt.runners.append(await _start_site(ingest, cfg.listen.ingest))

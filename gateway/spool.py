@@ -83,9 +83,11 @@ from gateway.records import (
 )
 
 __all__ = [
+    "HELD_AT",
     "MIGRATIONS",
     "AsyncSpool",
     "Limits",
+    "PruneCount",
     "Quotas",
     "Spool",
     "new_id",
@@ -636,10 +638,39 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             WHERE i.state = 'delivered' AND r.record_key NOT LIKE '%:sm3:%'
             GROUP BY i.destination, r.record_key""",
     ),
+    # 5: retention. Delivered inputs are deleted after node.keep_delivered_days
+    # (``prune_delivered``), so the delivered count per destination is kept
+    # as a total, in step with the items in the same transactions.
+    (
+        """CREATE TABLE destination_stats (
+            destination TEXT PRIMARY KEY,
+            delivered   INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+        """INSERT INTO destination_stats (destination, delivered)
+            SELECT destination, COUNT(*) FROM items WHERE state = 'delivered'
+            GROUP BY destination""",
+        "CREATE INDEX idempotency_input ON idempotency (input_id)",
+        "CREATE INDEX inputs_received ON inputs (received_at)",
+    ),
 )
+
+_DELIVERED_UPSERT = """
+    INSERT INTO destination_stats (destination, delivered) VALUES (?, ?)
+    ON CONFLICT (destination) DO UPDATE SET delivered = delivered + excluded.delivered
+"""
 
 # ``ready_at`` of a held item: beyond any clock, so no lease range reaches it.
 HELD_AT = 1e18
+
+
+@dataclass(frozen=True, slots=True)
+class PruneCount:
+    """What one ``prune_delivered`` call deleted."""
+
+    inputs: int = 0
+    records: int = 0
+    envelopes: int = 0
+
 
 _STATS_UPSERT = """
     INSERT INTO source_stats (source, accepted, records, rejected, quarantined)
@@ -1221,6 +1252,9 @@ class Spool(SqliteStore):
                 break
         return sorted(got)
 
+    def _count_delivered(self, per_destination: Mapping[str, int]) -> None:
+        self._conn.executemany(_DELIVERED_UPSERT, sorted(per_destination.items()))
+
     def _note_delivered(
         self, destination: str, item_ids: Sequence[int], now: float
     ) -> int:
@@ -1359,7 +1393,7 @@ class Spool(SqliteStore):
                       AND CASE WHEN ? IS NULL
                           THEN state IN ('queued', 'leased', 'sealed')
                           ELSE state = 'leased' AND ready_at = ? END
-                    RETURNING record_id""",
+                    RETURNING record_id, destination""",
                 (
                     now, receipt_id, receipt_digest_hex, _ids_json(item_ids),
                     lease_until, lease_until,
@@ -1367,6 +1401,10 @@ class Spool(SqliteStore):
             ).fetchall()  # fmt: skip
             self._holds_changed([r[0] for r in rows], -1)
             self._drop_holds(item_ids)
+            per: dict[str, int] = {}
+            for _rid, dest in rows:
+                per[dest] = per.get(dest, 0) + 1
+            self._count_delivered(per)
             for dest, ids in self._by_destination(item_ids).items():
                 self._note_delivered(dest, ids, now)
             return len(rows)
@@ -1678,18 +1716,18 @@ class Spool(SqliteStore):
                     ),
                 )
             self._holds_changed(released, -1)
-            self._note_delivered(
-                destination,
-                [
-                    r[0]
-                    for r in conn.execute(
-                        """SELECT id FROM items WHERE envelope_seq = ?
-                           AND state = 'delivered'""",
-                        (seq,),
-                    )
-                ],
-                now,
-            )
+            delivered = [
+                r[0]
+                for r in conn.execute(
+                    """SELECT id FROM items WHERE envelope_seq = ?
+                       AND state = 'delivered'""",
+                    (seq,),
+                )
+            ]
+            # Items already delivered before (an operator's ack) are not new.
+            new = len(released) - sum(1 for _ in (rejected or {}))
+            self._count_delivered({destination: max(0, new)})
+            self._note_delivered(destination, delivered, now)
             return True
 
         return self._write("ack_envelope", run)
@@ -2019,6 +2057,95 @@ class Spool(SqliteStore):
 
     # -- status -------------------------------------------------------------------
 
+    def _item_destinations(self) -> list[str]:
+        """Distinct destinations of ``items``: one index seek each (a skip scan
+        of ``items_state``), however many items there are."""
+        out: list[str] = []
+        dest = self._one("SELECT MIN(destination) FROM items")
+        while dest is not None:
+            out.append(dest)
+            dest = self._one(
+                "SELECT MIN(destination) FROM items WHERE destination > ?", (dest,)
+            )
+        return out
+
+    def prune_delivered(self, *, before: float, limit: int = 500) -> PruneCount:
+        """Delete up to ``limit`` inputs received before ``before`` whose every
+        record is delivered everywhere (none queued, leased, sealed or dead),
+        with their records, items, rejects, raw bytes and idempotency keys, and
+        the delivered envelopes nothing refers to any more. Call until it
+        returns fewer than ``limit`` inputs. Kept: quarantined inputs, inputs
+        with a dead-lettered record, the hub's inbox (its record keys are the
+        dedupe memory), the totals and the delivered-reference index."""
+
+        def run() -> PruneCount:
+            conn = self._conn
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    """SELECT i.id FROM inputs i
+                       WHERE i.received_at < ?1 AND i.status = 'accepted'
+                         AND i.source NOT LIKE 'hub:%' AND i.pending_records = 0
+                         AND NOT EXISTS (SELECT 1 FROM records r
+                             JOIN items t ON t.record_id = r.id
+                             WHERE r.input_id = i.id AND t.state != 'delivered')
+                       ORDER BY i.received_at LIMIT ?2""",
+                    (before, limit),
+                )
+            ]
+            if not ids:
+                return PruneCount()
+            j = _ids_json(ids)
+            seqs = {
+                r[0]
+                for r in conn.execute(
+                    """DELETE FROM items WHERE record_id IN (SELECT id FROM records
+                           WHERE input_id IN (SELECT value FROM json_each(?)))
+                       RETURNING envelope_seq""",
+                    (j,),
+                )
+                if r[0] is not None
+            }
+            records = conn.execute(
+                "DELETE FROM records WHERE input_id IN (SELECT value FROM json_each(?))",
+                (j,),
+            ).rowcount
+            for table in ("rejects", "raw_inputs", "idempotency"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE input_id IN "  # noqa: S608 - fixed names
+                    "(SELECT value FROM json_each(?))",
+                    (j,),
+                )
+            conn.execute(
+                "DELETE FROM inputs WHERE id IN (SELECT value FROM json_each(?))", (j,)
+            )
+            # Envelopes whose every item is gone; re-sealed ones have none.
+            gone = [
+                r[0]
+                for r in conn.execute(
+                    """SELECT seq FROM envelopes WHERE (seq IN (
+                           SELECT value FROM json_each(?1))
+                         OR (state = 'resealed' AND created_at < ?2))
+                       AND state IN ('delivered', 'resealed')
+                       AND NOT EXISTS (SELECT 1 FROM items WHERE envelope_seq = seq)""",
+                    (_ids_json(sorted(seqs)), before),
+                )
+            ]
+            if gone:
+                g = _ids_json(gone)
+                conn.execute(
+                    "DELETE FROM envelope_bodies WHERE seq IN "
+                    "(SELECT value FROM json_each(?))",
+                    (g,),
+                )
+                conn.execute(
+                    "DELETE FROM envelopes WHERE seq IN (SELECT value FROM json_each(?))",
+                    (g,),
+                )
+            return PruneCount(inputs=len(ids), records=records, envelopes=len(gone))
+
+        return self._write("prune_delivered", run)
+
     def source_counts(self) -> dict[str, SourceCounts]:
         """Per-source totals (``status``)."""
 
@@ -2040,20 +2167,35 @@ class Spool(SqliteStore):
 
         def run() -> dict[str, DestinationCounts]:
             conn = self._conn
-            counts: dict[str, dict[str, int]] = {}
-            for dest, state, n in conn.execute(
-                """SELECT destination, state, COUNT(*) FROM items
-                   GROUP BY destination, state"""
-            ):
-                counts.setdefault(dest, {})[state] = n
-            for dest, state, n in conn.execute(
-                """SELECT destination, state, COUNT(*) FROM envelopes
-                   WHERE state IN ('queued', 'leased', 'dead')
-                   GROUP BY destination, state"""
-            ):
-                key = "envelopes_dead" if state == "dead" else "envelopes_pending"
+            # Index seeks only (status and the gauges ask every few seconds):
+            # delivered items are many and kept for days, so they are counted
+            # by a total, never by a scan.
+            counts: dict[str, dict[str, int]] = {
+                d: {"delivered": n}
+                for d, n in conn.execute(
+                    "SELECT destination, delivered FROM destination_stats"
+                )
+            }
+            for dest in self._item_destinations():
                 per = counts.setdefault(dest, {})
-                per[key] = per.get(key, 0) + n
+                for state in ("queued", "leased", "sealed", "dead"):
+                    per[state] = self._one(
+                        """SELECT COUNT(*) FROM items
+                           WHERE destination = ? AND state = ?""",
+                        (dest, state),
+                    )
+                for key, states in (
+                    ("envelopes_pending", ("queued", "leased")),
+                    ("envelopes_dead", ("dead",)),
+                ):
+                    per[key] = sum(
+                        self._one(
+                            """SELECT COUNT(*) FROM envelopes
+                               WHERE destination = ? AND state = ?""",
+                            (dest, st),
+                        )
+                        for st in states
+                    )
             held: dict[str, tuple[int, float]] = {
                 d: (n, since)
                 for d, n, since in conn.execute(
@@ -2732,6 +2874,11 @@ class AsyncSpool(AsyncStore[Spool]):
         return await self._write(
             partial(self._store.put_received, envelope, records, provenance, now=now),
             weight,
+        )
+
+    async def prune_delivered(self, *, before: float, limit: int = 500) -> PruneCount:
+        return await self._write(
+            partial(self._store.prune_delivered, before=before, limit=limit)
         )
 
     async def prune_hub_envelopes(self, *, received_before: float) -> int:

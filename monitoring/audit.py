@@ -152,6 +152,10 @@ KINDS: Mapping[str, tuple[str, str]] = {
     "receipt_file_written": ("ok", "(hub) a receipt file was written"),
     "refusal_file_written": ("refused", "(hub) an .error answer file was written"),
     "origins_pruned": ("ok", "(hub) origin proofs older than the retention deleted"),
+    "spool_pruned": (
+        "ok",
+        "inputs delivered everywhere longer ago than node.keep_delivered_days deleted",
+    ),
     # replay and operators
     "input_replayed": ("ok", "a quarantined input was re-processed"),
     "dead_redriven": ("ok", "dead-lettered items were queued again"),
@@ -218,6 +222,8 @@ FIELDS: Mapping[str, tuple[str, str]] = {
     "line": (_I, "line number in an audit file"),
     "pid": (_I, "process id"),
     "proofs": (_I, "number of origin proofs"),
+    "inputs": (_I, "number of inputs"),
+    "envelopes": (_I, "number of envelopes"),
     "rejected_by": (_C, "rejected records by reason code"),
     # flags
     "permanent": (_B, "a failure will not be retried"),

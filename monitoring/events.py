@@ -968,6 +968,21 @@ class Events:
             },
         )
 
+    def spool_pruned(
+        self, *, inputs: int, records: int, envelopes: int, keep_days: float
+    ) -> None:
+        """Delivered data past node.keep_delivered_days was deleted."""
+        self._audit("spool_pruned", inputs=inputs, records=records, envelopes=envelopes)
+        log.info(
+            "Delivered data past its retention deleted.",
+            extra={
+                "inputs": inputs,
+                "records": records,
+                "envelopes": envelopes,
+                "keep_days": keep_days,
+            },
+        )
+
 
 def _code(code: str) -> str:
     """Codes in the audit log are bounded tokens."""

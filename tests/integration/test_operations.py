@@ -195,7 +195,8 @@ def test_held_records_listed_and_released_by_an_operator(tmp_path: Path) -> None
         assert len(lines) == 2  # two tender projects, two sections each
         assert any(f"waiting for TENDER_PROJECT:{tender}" in x for x in lines)
         r = cli("held", "release", "--config", str(cfg), "--destination", "hub")
-        assert r.returncode == 2 and "--ref REF" in r.stderr
+        assert r.returncode == 2
+        assert "--ref REF" in r.stderr
         r = cli(
             "held", "release", "--config", str(cfg), "--destination", "hub",
             "--ref", f"TENDER_PROJECT:{tender}",
