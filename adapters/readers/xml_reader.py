@@ -53,6 +53,8 @@ _DECLARATION = re.compile(
 _LABEL = re.compile(rb"[A-Za-z][A-Za-z0-9._:-]{0,39}")
 _SPACE = re.compile(r"[ \t\r\n]*")
 _POSITION_SUFFIX = re.compile(r", line \d+, column \d+$")
+_ROOT_NAME_CHARS = 1024
+_ROOT_NAME = re.compile(rf"<([^ \t\r\n/>]{{1,{_ROOT_NAME_CHARS}}})[ \t\r\n/>]")
 
 
 class XmlOptions(BaseModel):
@@ -259,6 +261,9 @@ class _Walk:
             self.item_fed = self.fed
             self.item_elements = 1
 
+    def tidy(self, root: etree._Element | None = None) -> None:
+        """Nothing to do: every element was checked and dropped as it ended."""
+
     def _check(self, element: etree._Element, tag: str) -> None:
         """The limits, checked one by one, with the error each one deserves."""
         opts = self.options
@@ -285,6 +290,284 @@ class _Walk:
                     limit=opts.max_item_elements,
                 )
             self._check_item_bytes(line)
+
+
+@dataclass(slots=True)
+class _Open:
+    """An element on the open path from the root (item-filtered reading)."""
+
+    element: etree._Element
+    path: str
+    """Locator of this element."""
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Child tag -> how many such children were checked and dropped so far."""
+
+
+_COUNT = etree.XPath("count(descendant-or-self::*)")
+_UNLIMITED = 1 << 62
+
+
+class _Items:
+    """Items by tag: lxml reports only the start and end of elements whose tag may
+    be an item's (and the root's start), so the elements in between cost no Python.
+
+    The limits are checked on subtrees instead of per event, always before anything
+    is dropped: an item's subtree when it ends; other finished content just before
+    it is dropped (when the item or open element after it starts, or at the end of
+    the chunk); the open item and the open path after every chunk (element count
+    and depth with XPath, in C; libxml2 itself stops at depth 256 in between).
+    Every element is checked before it leaves the tree, so the outcome does not
+    depend on how the input is cut into chunks.  Locators and lines are those of
+    ``_Walk``: positions count the dropped siblings.
+    """
+
+    def __init__(self, options: XmlOptions) -> None:
+        self.options = options
+        self.max_depth = options.max_depth
+        tags = options.item_tags or frozenset()
+        self.exact = frozenset(t for t in tags if not t.startswith("{*}"))
+        self.any_ns = frozenset(t[3:] for t in tags if t.startswith("{*}"))
+        self.root: etree._Element | None = None
+        self.frames: list[_Open] = []
+        self.top: dict[str, int] = {}
+        self.names: set[str] = set()
+        self.fed = 0
+        self.items = 0
+        self.item: etree._Element | None = None
+        self.item_tag = ""
+        self.item_path = ""
+        self.item_depth = 0
+        self.item_fed = 0
+        self.item_dropped: dict[str, int] = self.top
+        self.deep: dict[int, etree.XPath] = {}
+
+    # -- events ---------------------------------------------------------------
+
+    def events(self, parser: etree.XMLPullParser) -> Iterator[XmlItem]:
+        for event, element in parser.read_events():
+            if not isinstance(element, etree._Element):  # pragma: no cover
+                continue  # only start/end are requested
+            if event == "start":
+                if self.item is None:
+                    self._start(element)
+                continue
+            if element is not self.item:
+                continue  # a match inside an item, or at another depth
+            yield self._finish(element)
+            self._drop_item(element)
+
+    def _start(self, element: etree._Element) -> None:
+        if self.root is None:
+            self._found_root(element)
+        tag = element.tag
+        if not (tag in self.exact or tag.rpartition("}")[2] in self.any_ns):
+            return  # the root's name, asked for to find the root
+        ancestors = list(element.iterancestors())
+        ancestors.reverse()
+        depth = len(ancestors) + 1
+        if self.options.item_depth is not None and depth != self.options.item_depth:
+            return
+        self._sync(ancestors)
+        if self.frames:
+            parent = self.frames[-1]
+            dropped, base = parent.dropped, parent.path
+            self._drop_before(element, parent.element, dropped, depth)
+        else:
+            dropped, base = self.top, ""
+        self._name(tag, element)
+        if depth > self.max_depth:
+            raise self._too_deep(element)
+        self.item = element
+        self.item_tag = tag
+        self.item_path = base + _step(tag, dropped.get(tag, 0) + 1)
+        self.item_depth = depth
+        self.item_fed = self.fed
+        self.item_dropped = dropped
+
+    def _found_root(self, element: etree._Element) -> None:
+        root = element
+        for root in element.iterancestors():  # noqa: B007 - the last one is the root
+            pass
+        self.root = root
+        doctype: object = getattr(root.getroottree().docinfo, "doctype", None)
+        if doctype:  # unreachable after the prolog scan; kept as a second lock
+            raise InputRejected.make("E_XML_DOCTYPE", Where(line=_line(root)))
+
+    def _finish(self, element: etree._Element) -> XmlItem:
+        opts = self.options
+        line = _line(element)
+        self._below(element, self.item_depth, opts.max_item_elements - 1)
+        self._check_item_bytes(line)
+        self.items += 1
+        if self.items > opts.max_items:
+            raise InputRejected.make(
+                "E_TOO_MANY_ROWS",
+                Where(path=self.item_path, line=line),
+                limit=opts.max_items,
+                thing=Text("items", "条目"),
+            )
+        return XmlItem(element, line, self.item_path)
+
+    def _drop_item(self, element: etree._Element) -> None:
+        self.item = None
+        dropped = self.item_dropped
+        dropped[self.item_tag] = dropped.get(self.item_tag, 0) + 1
+        parent = element.getparent()
+        if parent is not None:
+            parent.remove(element)  # its tail goes with it
+            element.clear()
+
+    # -- after each chunk -------------------------------------------------------
+
+    def tidy(self, root: etree._Element | None = None) -> None:
+        """Drop what is finished outside the open item (checking it first), and
+        check the open path and the open item so far."""
+        if self.root is None and root is not None:
+            self._found_root(root)
+        node = self.root
+        if node is None:
+            return
+        item = self.item
+        chain: list[etree._Element] = []
+        while node is not item:
+            chain.append(node)
+            if not len(node):
+                break
+            node = node[-1]
+        self._sync(chain)
+        if item is not None:
+            self._check_open_item(item)
+
+    def _check_open_item(self, item: etree._Element) -> None:
+        opts = self.options
+        steps = self.max_depth - self.item_depth + 1
+        if self._deep(steps)(item):
+            first = item.xpath("/".join(["*"] * steps))
+            if isinstance(first, list) and isinstance(first[0], etree._Element):
+                raise self._too_deep(first[0])
+            raise self._too_deep(item)  # pragma: no cover - XPath gives elements
+        count = _COUNT(item)
+        if isinstance(count, float) and count > opts.max_item_elements:
+            for n, element in enumerate(item.iter()):
+                if n == opts.max_item_elements:
+                    raise self._too_many(element)
+        self._check_item_bytes(_line(item))
+
+    def _deep(self, steps: int) -> etree.XPath:
+        found = self.deep.get(steps)
+        if found is None:
+            found = etree.XPath("boolean(" + "/".join(["*"] * steps) + ")")
+            self.deep[steps] = found
+        return found
+
+    # -- the open path ----------------------------------------------------------
+
+    def _sync(self, chain: list[etree._Element]) -> None:
+        """Make the open path ``chain`` (root first); new elements on it have their
+        finished preceding siblings checked and dropped."""
+        frames = self.frames
+        same = 0
+        limit = min(len(chain), len(frames))
+        while same < limit and frames[same].element is chain[same]:
+            same += 1
+        if same < len(frames):
+            del frames[same:]
+        for element in chain[same:]:
+            self._push(element)
+
+    def _push(self, element: etree._Element) -> None:
+        frames = self.frames
+        depth = len(frames) + 1
+        if frames:
+            parent = frames[-1]
+            dropped, base = parent.dropped, parent.path
+            self._drop_before(element, parent.element, dropped, depth)
+        else:
+            dropped, base = self.top, ""
+        tag = element.tag
+        self._name(tag, element)
+        if depth > self.max_depth:
+            raise self._too_deep(element)
+        frames.append(_Open(element, base + _step(tag, dropped.get(tag, 0) + 1)))
+
+    def _drop_before(
+        self,
+        element: etree._Element,
+        parent: etree._Element,
+        dropped: dict[str, int],
+        depth: int,
+    ) -> None:
+        """Check and drop the finished siblings before ``element`` (at ``depth``)."""
+        while element.getprevious() is not None:
+            first = parent[0]
+            tag = first.tag
+            self._name(tag, first)
+            if depth > self.max_depth:
+                raise self._too_deep(first)
+            if len(first):
+                self._below(first, depth, _UNLIMITED)
+            dropped[tag] = dropped.get(tag, 0) + 1
+            del parent[0]
+
+    # -- checks -------------------------------------------------------------------
+
+    def _below(self, element: etree._Element, depth: int, room: int) -> int:
+        """Names and depth of everything below ``element`` (which is at ``depth``),
+        in document order; returns how many elements that is, at most ``room``."""
+        names = self.names
+        deeper = depth + 1
+        too_deep = deeper > self.max_depth
+        count = 0
+        for child in element:
+            tag = child.tag
+            if tag not in names:
+                self._name(tag, child)
+            if too_deep:
+                raise self._too_deep(child)
+            count += 1
+            if count > room:
+                raise self._too_many(child)
+            if len(child):
+                count += self._below(child, deeper, room - count)
+        return count
+
+    def _path(self) -> str | None:
+        if self.item is not None:
+            return self.item_path
+        return self.frames[-1].path if self.frames else None
+
+    def _name(self, tag: str, element: etree._Element) -> None:
+        if tag in self.names:
+            return
+        if len(self.names) >= self.options.max_names:
+            raise InputRejected.make(
+                "E_XML_TOO_MANY_NAMES",
+                Where(path=self._path(), line=_line(element)),
+                limit=self.options.max_names,
+            )
+        self.names.add(tag)
+
+    def _too_deep(self, element: etree._Element) -> InputRejected:
+        return InputRejected.make(
+            "E_XML_DEPTH",
+            Where(path=self._path(), line=_line(element)),
+            limit=self.max_depth,
+        )
+
+    def _too_many(self, element: etree._Element) -> InputRejected:
+        return InputRejected.make(
+            "E_XML_ITEM_TOO_LARGE/elements",
+            Where(path=self.item_path, line=_line(element)),
+            limit=self.options.max_item_elements,
+        )
+
+    def _check_item_bytes(self, line: int | None) -> None:
+        if self.fed - self.item_fed > self.options.max_item_bytes:
+            raise InputRejected.make(
+                "E_XML_ITEM_TOO_LARGE/bytes",
+                Where(path=self.item_path, line=line),
+                limit=self.options.max_item_bytes,
+            )
 
 
 class _TagGuard:
@@ -319,9 +602,11 @@ class _TagGuard:
             )
 
 
-def _make_parser() -> etree.XMLPullParser:
+def _make_parser(tags: list[str] | None = None) -> etree.XMLPullParser:
+    """The one parser configuration; ``tags``: report only these elements."""
     return etree.XMLPullParser(
         events=("start", "end"),
+        tag=tags,
         encoding="utf-8",  # we decoded strictly and feed UTF-8
         resolve_entities=False,
         load_dtd=False,
@@ -360,22 +645,25 @@ def _malformed(exc: etree.XMLSyntaxError) -> InputRejected:
 _Prolog = Literal["root", "more", "empty"]
 
 
-def _scan_prolog(text: str, *, final: bool, bom: int, codec: str) -> _Prolog:
+def _scan_prolog(
+    text: str, *, final: bool, bom: int, codec: str
+) -> tuple[_Prolog, int]:
     """Walk the prolog (declaration, comments, PIs, white space) up to the root
-    start tag, refusing any DOCTYPE or other markup declaration on the way."""
+    start tag, refusing any DOCTYPE or other markup declaration on the way; with
+    "root", where the root start tag begins."""
     i = 0
     n = len(text)
     while True:
         i = _SPACE.match(text, i).end()  # type: ignore[union-attr]  # always matches
         if i >= n:
-            return "empty" if final else "more"
+            return ("empty" if final else "more"), i
         if not final and n - i < 9:
-            return "more"  # too short to tell "<!DOCTYPE" from "<!--" or "<a"
+            return "more", i  # too short to tell "<!DOCTYPE" from "<!--" or "<a"
         if text.startswith("<!--", i) or text.startswith("<?", i):
             close = "-->" if text[i + 1] == "!" else "?>"
             end = text.find(close, i + 2)
             if end < 0:
-                return "root" if final else "more"  # lxml reports the open comment
+                return ("root" if final else "more"), n  # lxml reports it
             i = end + len(close)
             continue
         if text.startswith("<!", i):
@@ -388,7 +676,23 @@ def _scan_prolog(text: str, *, final: bool, bom: int, codec: str) -> _Prolog:
             raise InputRejected.make(
                 "E_XML_MALFORMED/markup", where, shown=shown(text[i : i + 12])
             )
-        return "root"
+        return "root", i
+
+
+def _root_tags(text: str, at: int, *, final: bool) -> list[str] | None:
+    """Tag filters that match the root element whose start tag begins at ``at``
+    (lxml reports no event for the root otherwise, and the item-filtered reader
+    needs the root to drop finished content); [] if that is not known yet, None
+    if it cannot be told (then the reader follows every element)."""
+    match = _ROOT_NAME.match(text, at)
+    if match is None:
+        short = len(text) - at < _ROOT_NAME_CHARS and text.startswith("<", at)
+        return [] if short and not final else None
+    name = match.group(1)
+    # libxml2's reading of an odd QName (a:b:c, :a) is not ours to guess: ask for
+    # every candidate; extra matches are ignored by the reader.
+    locals_ = {name, name.partition(":")[2], name.rpartition(":")[2]} - {""}
+    return sorted(f"{{*}}{local}" for local in locals_)
 
 
 def _encoding(head: bytes, start: int, accepted: frozenset[Encoding]) -> str:
@@ -437,10 +741,10 @@ def read_xml(source: Source, options: XmlOptions | None = None) -> Iterator[XmlI
             "E_ENCODING/bom", Where(offset=0), bom="UTF-8", encoding=codec.upper()
         )
     decoder = StreamDecoder(codec, skip)
-    parser = _make_parser()
-    walk = _Walk(opts)
     guard = _TagGuard(opts.max_tag_chars)
     prolog: list[str] | None = []
+    parser = _make_parser()  # replaced once the root start tag is known
+    walk: _Walk | _Items = _Walk(opts)
 
     def feed(text: str) -> Iterator[XmlItem]:
         guard.check(text)
@@ -450,8 +754,10 @@ def read_xml(source: Source, options: XmlOptions | None = None) -> Iterator[XmlI
             parser.feed(data)
         except etree.XMLSyntaxError as exc:
             yield from walk.events(parser)  # our own limits explain it better
+            walk.tidy()
             raise _malformed(exc) from None
         yield from walk.events(parser)
+        walk.tidy()
 
     for chunk in chunks:
         if skip:
@@ -460,7 +766,12 @@ def read_xml(source: Source, options: XmlOptions | None = None) -> Iterator[XmlI
         if prolog is not None:
             prolog.append(text)
             text = "".join(prolog)
-            status = _scan_prolog(text, final=False, bom=bom_len, codec=codec)
+            status, at = _scan_prolog(text, final=False, bom=bom_len, codec=codec)
+            root_tags = None
+            if status == "root" and opts.item_tags:
+                root_tags = _root_tags(text, at, final=False)
+                if root_tags == []:
+                    status = "more"  # the root's name is cut short
             if status == "more":
                 if len(text) > MAX_PROLOG_CHARS:
                     raise InputRejected.make(
@@ -469,18 +780,34 @@ def read_xml(source: Source, options: XmlOptions | None = None) -> Iterator[XmlI
                 prolog = [text]
                 continue
             prolog = None
+            parser, walk = _reading(opts, root_tags)
         if text:
             yield from feed(text)
     text = decoder.decode(b"", final=True)
     if prolog is not None:
         text = "".join(prolog) + text
-        if _scan_prolog(text, final=True, bom=bom_len, codec=codec) != "root":
+        status, at = _scan_prolog(text, final=True, bom=bom_len, codec=codec)
+        if status != "root":
             raise empty(Text("root element", "根元素"))
+        root_tags = _root_tags(text, at, final=True) if opts.item_tags else None
+        parser, walk = _reading(opts, root_tags)
     if text:
         yield from feed(text)
     try:
-        parser.close()
+        root = parser.close()
     except etree.XMLSyntaxError as exc:
         yield from walk.events(parser)
+        walk.tidy()
         raise _malformed(exc) from None
     yield from walk.events(parser)
+    walk.tidy(root)
+
+
+def _reading(
+    opts: XmlOptions, root_tags: list[str] | None
+) -> tuple[etree.XMLPullParser, _Walk | _Items]:
+    """Items by tag (and the root known): lxml reports only those elements.
+    Otherwise (items by depth alone) every element is followed in Python."""
+    if opts.item_tags and root_tags:
+        return _make_parser(sorted(opts.item_tags) + root_tags), _Items(opts)
+    return _make_parser(), _Walk(opts)
