@@ -130,6 +130,22 @@ def vm_hwm_kib(p: Proc) -> int:
     return 0
 
 
+def thread_cpu_s(p: Proc) -> dict[str, float]:
+    """CPU seconds per thread name (worker pools summed): where the time goes."""
+    assert p.p is not None
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{p.p.pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = name.rstrip("0123456789").rstrip("_")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def cpu_s(p: Proc) -> float:
     """User + system CPU seconds the process has used so far (all threads)."""
     assert p.p is not None
@@ -224,9 +240,10 @@ def main() -> int:
         # 1. ingest -> sealed and spooled (no hub: nothing leaves).
         gw.start()
         spies = _spy(args.profile, "ingest", gw)
-        c0 = cpu_s(gw)
+        c0, th0 = cpu_s(gw), thread_cpu_s(gw)
         t_ingest = asyncio.run(blast(url, site.token, payloads, args.clients))
         c_ingest = cpu_s(gw) - c0
+        th_ingest = {k: v - th0.get(k, 0.0) for k, v in thread_cpu_s(gw).items()}
         _unspy(spies)
         t_sealed = t_ingest + wait(
             lambda: (
@@ -251,11 +268,14 @@ def main() -> int:
         payloads2 = [p.replace(b"E32", b"F32") for p in payloads2]  # new record keys
         spies = _spy(args.profile, "live", gw, hub)
         g0, h0 = cpu_s(gw), cpu_s(hub)
+        gth0, hth0 = thread_cpu_s(gw), thread_cpu_s(hub)
         t0 = time.perf_counter()
         asyncio.run(blast(url, site.token, payloads2, args.clients))
         wait(lambda: status(gw)["destinations"]["hub"]["delivered"] == 2 * n_records)
         t_e2e = time.perf_counter() - t0
         c_live = (cpu_s(gw) - g0, cpu_s(hub) - h0)
+        th_live_gw = {k: v - gth0.get(k, 0.0) for k, v in thread_cpu_s(gw).items()}
+        th_live_hub = {k: v - hth0.get(k, 0.0) for k, v in thread_cpu_s(hub).items()}
         _unspy(spies)
         # 4. latency at a fixed 1,000 records/s (10-record requests, 100 per second).
         small = bodies(10_000, 12, 0)
@@ -309,6 +329,20 @@ def main() -> int:
         print(
             f"| {name} | {g / n_records * 1e6:,.0f} | {h / n_records * 1e6:,.0f} "
             f"| {n_records / (g + h):,.0f} |"
+        )
+    print()
+    print("CPU per record by thread (µs; Linux thread names, pools summed):")
+    for label, per in (
+        ("gateway, ingest", th_ingest),
+        ("gateway, live", th_live_gw),
+        ("hub, live", th_live_hub),
+    ):
+        parts = sorted(per.items(), key=lambda kv: -kv[1])
+        print(
+            f"  {label}: "
+            + ", ".join(
+                f"{k} {v / n_records * 1e6:,.0f}" for k, v in parts if v > 0.005
+            )
         )
     return 0
 
