@@ -96,11 +96,15 @@ _PARALLEL_MIN = 256 * 1024
 _GRAIN = 128 * 1024
 
 
+# One encoder for all calls: json.dumps with options builds a new one each time.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(obj: Any) -> bytes:
     """The single definition of canonical bytes: sorted keys, no spaces, UTF-8."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(obj).encode("utf-8")
 
 
 def format_time(t: datetime) -> str:

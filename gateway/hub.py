@@ -314,7 +314,7 @@ class Hub:
             if isinstance(rec, Reject):
                 outcomes.append(crypto.RecordOutcome(want, "rejected", rec.code))
                 continue
-            out = accept_record(rec, self.catalogue, self.route)
+            out = accept_record(rec, self.catalogue, self.route, known=(line, want))
             if isinstance(out, Reject):
                 outcomes.append(crypto.RecordOutcome(want, "rejected", _code(out.code)))
                 continue

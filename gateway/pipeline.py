@@ -75,8 +75,14 @@ def accept_record(
     rec: NationalRecord,
     catalogue: Catalogue,
     route: Route,
+    *,
+    known: tuple[bytes, str] | None = None,
 ) -> AcceptedRecord | Reject:
-    """Validate and route one adapted record; canonical bytes only if it passes."""
+    """Validate and route one adapted record; canonical bytes only if it passes.
+
+    ``known``: bytes and SM3 hex the caller already has (a hub's received
+    line): when the canonical bytes are those, the digest is not computed again.
+    """
     fields = {k: v for k, v in rec.fields.items() if v != ""}
     problems = catalogue.validate(rec.dataset, fields)
     if problems:
@@ -97,7 +103,10 @@ def accept_record(
             f"没有路由规则接收该 {rec.dataset} 记录",
         )
     canonical = canonical_record(rec.dataset, fields)
-    digest = sm3(canonical).hex()
+    if known is not None and known[0] == canonical:
+        digest = known[1]
+    else:
+        digest = sm3(canonical).hex()
     links = parent_index(catalogue)
     return AcceptedRecord(
         dataset=rec.dataset,
