@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -130,22 +131,6 @@ def vm_hwm_kib(p: Proc) -> int:
     return 0
 
 
-def thread_cpu_s(p: Proc) -> dict[str, float]:
-    """CPU seconds per thread name (worker pools summed): where the time goes."""
-    assert p.p is not None
-    out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for task in Path(f"/proc/{p.p.pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the thread ended meanwhile
-        name = name.rstrip("0123456789").rstrip("_")
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
 def cpu_s(p: Proc) -> float:
     """User + system CPU seconds the process has used so far (all threads)."""
     assert p.p is not None
@@ -193,6 +178,11 @@ def main() -> int:
         "--pad", type=int, default=450, help="padding to make ~2 KB records"
     )
     ap.add_argument(
+        "--no-parent-first",
+        action="store_true",
+        help="send in arrival order (ordering.parent_first: false) to see its cost",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         help="write py-spy flame graphs (all threads) of the gateway and the hub "
@@ -225,7 +215,8 @@ def main() -> int:
         text = gw_cfg.read_text().replace("    timeout_s: 5\n", "    timeout_s: 60\n")
         text = text.replace(
             "    batch: {max_records: 200, linger_s: 0.05}",
-            "    batch: {max_records: 2000, max_bytes: 8MiB, linger_s: 0.2}",
+            "    batch: {max_records: 2000, max_bytes: 8MiB, linger_s: 0.2}"
+            + ("\n    ordering: {parent_first: false}" if args.no_parent_first else ""),
         )
         text = text.replace(
             "quota:\n",
@@ -237,54 +228,58 @@ def main() -> int:
         gw = Proc(gw_cfg, site.admin("gw"), site.root / "gw.log")
         url = site.url("gw") + "/v1/ingest/src"
 
-        # 1. ingest -> sealed and spooled (no hub: nothing leaves).
-        gw.start()
-        spies = _spy(args.profile, "ingest", gw)
-        c0, th0 = cpu_s(gw), thread_cpu_s(gw)
-        t_ingest = asyncio.run(blast(url, site.token, payloads, args.clients))
-        c_ingest = cpu_s(gw) - c0
-        th_ingest = {k: v - th0.get(k, 0.0) for k, v in thread_cpu_s(gw).items()}
-        _unspy(spies)
-        t_sealed = t_ingest + wait(
-            lambda: (
-                status(gw)["destinations"]["hub"]["queued"] == n_records
-                and _all_sealed(site)
+        try:
+            # 1. ingest -> sealed and spooled (no hub: nothing leaves).
+            gw.start()
+            spies = _spy(args.profile, "ingest", gw)
+            c0 = cpu_s(gw)
+            t_ingest = asyncio.run(blast(url, site.token, payloads, args.clients))
+            c_ingest = cpu_s(gw) - c0
+            _unspy(spies)
+            t_sealed = t_ingest + wait(
+                lambda: (
+                    status(gw)["destinations"]["hub"]["queued"] == n_records
+                    and _all_sealed(site)
+                )
             )
-        )
-        c_sealed = cpu_s(gw) - c0
-        # 2. end to end: start the hub; the backlog drains with receipts verified.
-        hub.start()
-        hub.wait_ready()
-        spies = _spy(args.profile, "drain", gw, hub)
-        g0, h0 = cpu_s(gw), cpu_s(hub)
-        t_drain = wait(
-            lambda: status(gw)["destinations"]["hub"]["delivered"] == n_records
-        )
-        c_drain = (cpu_s(gw) - g0, cpu_s(hub) - h0)
-        _unspy(spies)
-        rss_gw, rss_hub = vm_hwm_kib(gw), vm_hwm_kib(hub)
-        # 3. live end to end: a second load with the hub up, timed to the last receipt.
-        payloads2 = bodies(args.records, args.batch, args.pad)
-        payloads2 = [p.replace(b"E32", b"F32") for p in payloads2]  # new record keys
-        spies = _spy(args.profile, "live", gw, hub)
-        g0, h0 = cpu_s(gw), cpu_s(hub)
-        gth0, hth0 = thread_cpu_s(gw), thread_cpu_s(hub)
-        t0 = time.perf_counter()
-        asyncio.run(blast(url, site.token, payloads2, args.clients))
-        wait(lambda: status(gw)["destinations"]["hub"]["delivered"] == 2 * n_records)
-        t_e2e = time.perf_counter() - t0
-        c_live = (cpu_s(gw) - g0, cpu_s(hub) - h0)
-        th_live_gw = {k: v - gth0.get(k, 0.0) for k, v in thread_cpu_s(gw).items()}
-        th_live_hub = {k: v - hth0.get(k, 0.0) for k, v in thread_cpu_s(hub).items()}
-        _unspy(spies)
-        # 4. latency at a fixed 1,000 records/s (10-record requests, 100 per second).
-        small = bodies(10_000, 12, 0)
-        small = [p.replace(b"E32", b"G32") for p in small][:1000]
-        per_req = small[0].count(b"\n")
-        lat = asyncio.run(fixed_rate(url, site.token, small, 1000 / per_req))
-        rss_gw, rss_hub = max(rss_gw, vm_hwm_kib(gw)), max(rss_hub, vm_hwm_kib(hub))
-        gw.stop()
-        hub.stop()
+            c_sealed = cpu_s(gw) - c0
+            # 2. end to end: start the hub; the backlog drains with receipts verified.
+            hub.start()
+            hub.wait_ready()
+            spies = _spy(args.profile, "drain", gw, hub)
+            g0, h0 = cpu_s(gw), cpu_s(hub)
+            t_drain = wait(
+                lambda: status(gw)["destinations"]["hub"]["delivered"] == n_records
+            )
+            c_drain = (cpu_s(gw) - g0, cpu_s(hub) - h0)
+            _unspy(spies)
+            rss_gw, rss_hub = vm_hwm_kib(gw), vm_hwm_kib(hub)
+            # 3. live end to end: a second load with the hub up, timed to the last receipt.
+            payloads2 = bodies(args.records, args.batch, args.pad)
+            payloads2 = [
+                p.replace(b"E32", b"F32") for p in payloads2
+            ]  # new record keys
+            spies = _spy(args.profile, "live", gw, hub)
+            g0, h0 = cpu_s(gw), cpu_s(hub)
+            t0 = time.perf_counter()
+            asyncio.run(blast(url, site.token, payloads2, args.clients))
+            wait(
+                lambda: status(gw)["destinations"]["hub"]["delivered"] == 2 * n_records
+            )
+            t_e2e = time.perf_counter() - t0
+            c_live = (cpu_s(gw) - g0, cpu_s(hub) - h0)
+            _unspy(spies)
+            # 4. latency at a fixed 1,000 records/s (10-record requests, 100 per second).
+            small = bodies(10_000, 12, 0)
+            small = [p.replace(b"E32", b"G32") for p in small][:1000]
+            per_req = small[0].count(b"\n")
+            lat = asyncio.run(fixed_rate(url, site.token, small, 1000 / per_req))
+            rss_gw, rss_hub = max(rss_gw, vm_hwm_kib(gw)), max(rss_hub, vm_hwm_kib(hub))
+        finally:
+            for p in (gw, hub):
+                with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                    p.stop()
+                p.kill9()
 
     mib = n_bytes / MiB
     q = statistics.quantiles(lat, n=100)
@@ -329,20 +324,6 @@ def main() -> int:
         print(
             f"| {name} | {g / n_records * 1e6:,.0f} | {h / n_records * 1e6:,.0f} "
             f"| {n_records / (g + h):,.0f} |"
-        )
-    print()
-    print("CPU per record by thread (µs; Linux thread names, pools summed):")
-    for label, per in (
-        ("gateway, ingest", th_ingest),
-        ("gateway, live", th_live_gw),
-        ("hub, live", th_live_hub),
-    ):
-        parts = sorted(per.items(), key=lambda kv: -kv[1])
-        print(
-            f"  {label}: "
-            + ", ".join(
-                f"{k} {v / n_records * 1e6:,.0f}" for k, v in parts if v > 0.005
-            )
         )
     return 0
 

@@ -628,6 +628,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             since       REAL NOT NULL
         )""",
         "CREATE INDEX holds_ref ON holds (destination, ref)",
+        # Held items leave the lease index, so leasing never walks past them
+        # (queries repeat the literal bound: SQLite uses a partial index only
+        # when the query's WHERE has the index's terms).
+        "DROP INDEX items_ready",
+        """CREATE INDEX items_ready ON items (destination, id)
+            WHERE state IN ('queued', 'leased') AND ready_at < 1e17""",
         "CREATE INDEX holds_since ON holds (destination, since)",
         # What was delivered before this version: a record key is the
         # reference of its business key (all that can be known without the
@@ -660,7 +666,7 @@ _DELIVERED_UPSERT = """
 """
 
 # ``ready_at`` of a held item: beyond any clock, so no lease range reaches it.
-HELD_AT = 1e18
+HELD_AT = 1e18  # above the items_ready index's bound (1e17)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1177,7 +1183,7 @@ class Spool(SqliteStore):
                         """UPDATE items SET state = 'leased', ready_at = ?1
                            WHERE id IN (SELECT id FROM items
                                WHERE destination = ?2 AND state IN ('queued', 'leased')
-                                 AND ready_at <= ?3
+                                 AND ready_at < 1e17 AND ready_at <= ?3
                                ORDER BY id LIMIT ?4)
                            RETURNING id, record_id, attempts, enqueued_at""",
                         (until, destination, now, limit),
@@ -1225,7 +1231,7 @@ class Spool(SqliteStore):
                            WHERE d.destination = i.destination AND d.ref = r.parent_ref)
                    FROM items i JOIN records r ON r.id = i.record_id
                    WHERE i.destination = ?1 AND i.state IN ('queued', 'leased')
-                     AND i.ready_at <= ?2
+                     AND i.ready_at < 1e17 AND i.ready_at <= ?2
                    ORDER BY i.id LIMIT ?3""",
                 (destination, now, want),
             ).fetchall()
