@@ -270,8 +270,14 @@ def _status_data(loaded: LoadedConfig) -> dict[str, object]:
     m = loaded.model
     path = loaded.resolve(m.node.state_dir) / "spool.db"
     out: dict[str, object] = {"node": m.node.name}
-    sources = {
-        s.name: {"accepted": 0, "records": 0, "rejected": 0, "quarantined": 0}
+    sources: dict[str, dict[str, object]] = {
+        s.name: {
+            "accepted": 0,
+            "records": 0,
+            "rejected": 0,
+            "quarantined": 0,
+            "last_error": None,
+        }
         for s in m.sources
     }
     dests: dict[str, dict[str, object]] = {
@@ -282,6 +288,7 @@ def _status_data(loaded: LoadedConfig) -> dict[str, object]:
             "oldest_age_s": None,
             "held": 0,
             "oldest_held_s": None,
+            "last_error": None,
         }
         for d in m.destinations
     }
@@ -305,6 +312,11 @@ def _status_data(loaded: LoadedConfig) -> dict[str, object]:
                     "oldest_held_s": d.oldest_held_s,
                     "envelopes_pending": d.envelopes_pending,
                 }
+            errors = spool.last_errors()
+            for n, v in sources.items():
+                v["last_error"] = errors["sources"].get(n)
+            for n, per in dests.items():
+                per["last_error"] = errors["destinations"].get(n)
             if m.hub is not None:
                 h = spool.hub_counts()
                 hub = {
@@ -344,6 +356,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{n:<28}{d['queued']:>10}{d['delivered']:>10}{d['dead']:>10}{age:>10}"
             f"{d['held']:>10}"
         )
+    for kind in ("sources", "destinations"):
+        for n, v in data[kind].items():  # type: ignore[attr-defined]
+            if v.get("last_error"):
+                print(f"last error of {n}: {v['last_error']}")
     if "hub" in data:
         h = data["hub"]
         print(f"hub: {h['envelopes']} envelopes, {h['records']} records")  # type: ignore[index]

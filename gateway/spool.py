@@ -2063,6 +2063,39 @@ class Spool(SqliteStore):
 
     # -- status -------------------------------------------------------------------
 
+    def last_errors(self) -> dict[str, dict[str, str]]:
+        """The latest error per destination (from its envelopes and records) and
+        per source (its latest quarantined input), for ``status``."""
+
+        def run() -> dict[str, dict[str, str]]:
+            dests: dict[str, str] = {}
+            for dest in self._item_destinations():
+                row = self._conn.execute(
+                    """SELECT error FROM envelopes WHERE destination = ?
+                         AND error IS NOT NULL ORDER BY seq DESC LIMIT 1""",
+                    (dest,),
+                ).fetchone()
+                if row is None:
+                    row = self._conn.execute(
+                        """SELECT error FROM items WHERE destination = ?
+                             AND state = 'dead' ORDER BY id DESC LIMIT 1""",
+                        (dest,),
+                    ).fetchone()
+                if row is not None and row[0]:
+                    dests[dest] = str(row[0])
+            sources = {
+                src: f"{code}: {message}"
+                for src, code, message in self._conn.execute(
+                    """SELECT source, reason_code, reason_message FROM inputs
+                       WHERE id IN (SELECT MAX(id) FROM inputs
+                           WHERE quarantined_at IS NOT NULL AND status = 'quarantined'
+                           GROUP BY source)"""
+                )
+            }
+            return {"destinations": dests, "sources": sources}
+
+        return self._read("last_errors", run)
+
     def _item_destinations(self) -> list[str]:
         """Distinct destinations of ``items``: one index seek each (a skip scan
         of ``items_state``), however many items there are."""

@@ -133,6 +133,20 @@ def test_dead_letters_redriven_after_the_cause_is_fixed(tmp_path: Path) -> None:
         while (gw.status()["destinations"]["hub"]["dead"], held(site)) != (1, 3):
             assert time.monotonic() < deadline, gw.status()
             time.sleep(0.1)
+        # The CLI reads the last error from the spool (the service may be down).
+        r = cli("status", "--config", str(cfg), "--json")
+        dest = json.loads(r.stdout)["destinations"]["hub"]
+        assert dest["last_error"].startswith("HTTP_400: hub: "), dest
+        code, _ = http(
+            "POST",
+            site.url("gw") + "/v1/ingest/src",
+            b"<xml/>",
+            {"Authorization": f"Bearer {site.token}", "Content-Type": "text/xml"},
+        )
+        assert code == 415
+        r = cli("status", "--config", str(cfg))
+        assert "last error of src: E_CONTENT_TYPE: " in r.stdout
+        assert "last error of hub: HTTP_400: " in r.stdout
         hub.stop()
         hub_cfg.write_text(site.hub_config(senders=("gw",)).read_text())
         hub.start()
