@@ -182,3 +182,30 @@ async def test_token_bucket_lets_big_amounts_through_and_keeps_the_average() -> 
     assert waited > 0
     assert real.wait_s() == 0
     await asyncio.sleep(0)
+
+
+async def test_switching_parent_first_off_by_reload_releases_the_held(
+    site: Site,
+) -> None:
+    _, children = split(demo_jsonl(1))
+    cfg = site.gateway_config()
+    reloads: list[asyncio.Event] = []
+    async with running(site.hub_config(), cfg, reloads=reloads):
+        c, _, _ = await post(site.url("gw") + "/v1/ingest/src", children, auth(site))
+        assert c == 202
+
+        async def held(n: int) -> bool:
+            st = await status(site)
+            return st["destinations"]["hub"]["held"] == n  # type: ignore[index]
+
+        await until(lambda: held(2))
+        cfg.write_text(
+            cfg.read_text().replace(
+                "    circuit_open_s: 0.5\n",
+                "    circuit_open_s: 0.5\n    ordering: {parent_first: false}\n",
+            )
+        )
+        reloads[1].set()  # SIGHUP for the gateway
+        await until(lambda: delivered(site, 2))
+        assert await held(0)
+    assert arrivals(site) == ["SECTION", "SECTION"]
