@@ -24,7 +24,8 @@ def site(tmp_path: Path) -> Site:
 
 def split(body: bytes) -> tuple[bytes, bytes]:
     """(projects and tender projects, everything else) of a demo export."""
-    parents, children = [], []
+    parents: list[bytes] = []
+    children: list[bytes] = []
     for line in body.splitlines(keepends=True):
         is_parent = json.loads(line)["dataset"] in {"PROJECT", "TENDER_PROJECT"}
         (parents if is_parent else children).append(line)
@@ -65,7 +66,7 @@ async def test_children_wait_for_their_parents_at_the_hub(site: Site) -> None:
 
         async def held() -> bool:
             st = await status(site)
-            return st["destinations"]["hub"]["held"] == 4  # type: ignore[index]
+            return bool(st["destinations"]["hub"]["held"] == 4)  # type: ignore[index]
 
         await until(held)
         _, state = await get_json(
@@ -196,7 +197,7 @@ async def test_switching_parent_first_off_by_reload_releases_the_held(
 
         async def held(n: int) -> bool:
             st = await status(site)
-            return st["destinations"]["hub"]["held"] == n  # type: ignore[index]
+            return bool(st["destinations"]["hub"]["held"] == n)  # type: ignore[index]
 
         await until(lambda: held(2))
         cfg.write_text(

@@ -143,7 +143,7 @@ class PreV4(Spool):
     """Writes as releases before schema version 4 did (no parent-first tables,
     no delivered totals)."""
 
-    def _add_records(self, iid, seqs, records, dests, at):  # type: ignore[no-untyped-def]
+    def _add_records(self, iid, seqs, records, dests, at):
         first = int(self._one("SELECT COALESCE(MAX(id), 0) + 1 FROM records"))
         ids = range(first, first + len(records))
         self._conn.executemany(
@@ -163,13 +163,13 @@ class PreV4(Spool):
         )
         return ids
 
-    def _note_delivered(self, destination, item_ids, now):  # type: ignore[no-untyped-def]
+    def _note_delivered(self, destination, item_ids, now):
         return 0
 
-    def _drop_holds(self, item_ids):  # type: ignore[no-untyped-def]
+    def _drop_holds(self, item_ids):
         pass
 
-    def _count_delivered(self, per_destination):  # type: ignore[no-untyped-def]
+    def _count_delivered(self, per_destination):
         pass
 
 
