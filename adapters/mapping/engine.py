@@ -37,6 +37,7 @@ from adapters.mapping.formats import (
     Raw,
     Run,
     Scope,
+    TextFn,
     XmlFormat,
     clean,
     source_label,
@@ -117,6 +118,65 @@ class _Rule:
     group_by: tuple[Callable[[Scope], Raw], ...]
     fields: tuple[_Field, ...]
     skip: bool = field(default=False, kw_only=True)
+    switch: _Switch | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Switch:
+    """A rule's ``when`` that starts with a plain ``equals`` / ``in`` on a path:
+    rules are then picked by that value with one dict lookup (see _Dispatch)."""
+
+    path: str
+    get: ValueFn
+    values: frozenset[str]
+    rest: Test | None
+    """The rest of the condition (the other members of ``all``), if any."""
+
+
+_Candidates: TypeAlias = tuple[tuple["_Rule", "Test | None"], ...]
+
+
+class _Dispatch:
+    """Which rules can match a record, from one value shared by their conditions.
+
+    Mappings usually pick the rule by one field (``类型``, ``sjlx``): instead of
+    testing every rule's condition on every record, the value is read once and
+    looked up.  Only a value that is one text is dispatched; absent and repeated
+    values, and a source that fails, take the rule-by-rule path, which then behaves
+    exactly as before (a switch is only the *first* test of a rule, so a rule the
+    lookup leaves out would have stopped at that test, without error).
+    """
+
+    __slots__ = ("buckets", "default", "get")
+
+    def __init__(self, rules: tuple[_Rule, ...]) -> None:
+        first = next(r.switch for r in rules if r.switch is not None)
+        self.get = first.get
+        keys: dict[str, None] = {}
+        for rule in rules:
+            if rule.switch is not None:
+                keys.update(dict.fromkeys(sorted(rule.switch.values)))
+        self.buckets: dict[str, _Candidates] = {
+            key: _candidates(rules, key) for key in keys
+        }
+        self.default: _Candidates = _candidates(rules, None)
+
+
+def _candidates(rules: tuple[_Rule, ...], key: str | None) -> _Candidates:
+    out: list[tuple[_Rule, Test | None]] = []
+    for rule in rules:
+        if rule.switch is None:
+            out.append((rule, rule.when))
+        elif key is not None and key in rule.switch.values:
+            out.append((rule, rule.switch.rest))
+    return tuple(out)
+
+
+def _dispatch(rules: tuple[_Rule, ...]) -> _Dispatch | None:
+    paths = {r.switch.path for r in rules if r.switch is not None}
+    if len(paths) != 1 or len(rules) < 2:
+        return None
+    return _Dispatch(rules)
 
 
 def _collapse(value: Raw, source: str, scope: Scope | None = None) -> str | None:
@@ -338,7 +398,8 @@ class _Compiler:
                 return source
             if all(isinstance(s, _Scalar) for s in steps):
                 fns = tuple(s.fn for s in steps if isinstance(s, _Scalar))
-                return _fused(source, fns, label)
+                fn = fns[0] if len(fns) == 1 else _composed(fns)
+                return self.format.fused(source, fn, label)
         return run
 
     # -- normalisers --
@@ -479,14 +540,14 @@ class _Compiler:
                 zone = nz.zone(spec.timezone)
             except ValueError as exc:
                 self.problems.add((*at, "timezone"), str(exc))
-        compiled = tuple(patterns)
-        date_only = spec.date_only
+        if not patterns:
+            return None  # reported above
         output: Literal["date", "datetime"] = (
             "date" if spec.op == "date" else "datetime"
         )
         return _scalar(
-            lambda v: nz.national_time(
-                v, compiled, zone, output=output, date_only=date_only
+            nz.time_converter(
+                tuple(patterns), zone, output=output, date_only=spec.date_only
             )
         )
 
@@ -606,16 +667,7 @@ class _Compiler:
             tests = [
                 self.condition(c, (*loc, "all", i)) for i, c in enumerate(spec.all_)
             ]
-            if len(tests) == 1:
-                return tests[0]
-
-            def all_of(scope: Scope) -> bool:
-                for test in tests:  # noqa: SIM110 - faster than all() of a generator
-                    if not test(scope):
-                        return False
-                return True
-
-            return all_of
+            return _all_of(tests) or (lambda scope: True)
         if spec.any_ is not None:
             tests = [
                 self.condition(c, (*loc, "any", i)) for i, c in enumerate(spec.any_)
@@ -676,9 +728,9 @@ class _Compiler:
             if spec.dataset
             else f"rule {index + 1}"
         )
-        when = self.condition(spec.when, (*loc, "when")) if spec.when else None
+        when, switch = self.when(spec.when, (*loc, "when"))
         if spec.skip:
-            return _Rule(index, label, "", when, None, (), (), skip=True)
+            return _Rule(index, label, "", when, None, (), (), skip=True, switch=switch)
         dataset = spec.dataset or ""
         self.check_dataset(dataset, spec, loc)
         for_each = None
@@ -705,7 +757,39 @@ class _Compiler:
             )
             for name, v in spec.fields.items()
         )
-        return _Rule(index, label, dataset, when, for_each, group_by, fields)
+        return _Rule(
+            index, label, dataset, when, for_each, group_by, fields, switch=switch
+        )
+
+    def when(
+        self, spec: Condition | None, loc: Loc
+    ) -> tuple[Test | None, _Switch | None]:
+        """A rule's condition, and its switch when it starts with a plain test."""
+        if spec is None:
+            return None, None
+        parts = spec.all_ if spec.all_ is not None else (spec,)
+        first = parts[0] if parts else None
+        if (
+            first is None
+            or first.path is None
+            or first.normalize
+            or (first.equals is None and first.in_ is None)
+        ):
+            return self.condition(spec, loc), None
+        at = (*loc, "all") if spec.all_ is not None else None
+        before = len(self.problems.items)
+        tests = [
+            self.condition(c, loc if at is None else (*at, i))
+            for i, c in enumerate(parts)
+        ]
+        if len(self.problems.items) > before:
+            return _all_of(tests), None  # reported once; the mapping will not run
+        values = frozenset(first.in_ or ()) | (
+            {first.equals} if first.equals is not None else frozenset()
+        )
+        get = self.source(first, loc if at is None else (*at, 0), strict=False)
+        switch = _Switch(first.path, get, values, _all_of(tests[1:]))
+        return _all_of(tests), switch
 
     def check_dataset(self, dataset: str, spec: RecordRule, loc: Loc) -> None:
         found = self.catalogue.dataset(dataset)
@@ -757,6 +841,21 @@ class _Compiler:
             own = {f.name for f in dataset.spec.fields}
             return frozenset(n for n in dataset.fields if n not in own)
         return frozenset()  # pragma: no cover - the catalogue has data sets
+
+
+def _all_of(tests: Sequence[Test]) -> Test | None:
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+
+    def all_of(scope: Scope) -> bool:
+        for test in tests:  # noqa: SIM110 - faster than all() of a generator
+            if not test(scope):
+                return False
+        return True
+
+    return all_of
 
 
 def _plain_test(spec: Condition, source: ValueFn) -> Test | None:
@@ -818,7 +917,7 @@ class _Scalar:
 _scalar = _Scalar
 
 
-def _chain(text: str, fns: tuple[Callable[[str], str | None], ...]) -> str | None:
+def _chain(text: str, fns: tuple[TextFn, ...]) -> str | None:
     for fn in fns:
         found = fn(text)
         if not found:
@@ -827,47 +926,9 @@ def _chain(text: str, fns: tuple[Callable[[str], str | None], ...]) -> str | Non
     return text
 
 
-def _fused(
-    source: ValueFn, fns: tuple[Callable[[str], str | None], ...], label: str
-) -> ValueFn:
-    """Source and text functions in one closure (the common, fast case)."""
-
-    if len(fns) == 1:
-        fn = fns[0]
-
-        def run_one(scope: Scope) -> Raw:
-            value = source(scope)
-            if value is None:
-                return None
-            try:
-                if type(value) is str:
-                    return fn(value)
-                out = [fn(v) for v in value]
-            except nz.ValueProblem as p:
-                raise FieldError(
-                    p.code, p.en, p.zh, source_label(label, scope)
-                ) from None
-            return [v for v in out if v]
-
-        return run_one
-
-    def run(scope: Scope) -> Raw:
-        value = source(scope)
-        if value is None:
-            return None
-        try:
-            if type(value) is str:
-                return _chain(value, fns)
-            out = []
-            for item in value:
-                one = _chain(item, fns)
-                if one is not None:
-                    out.append(one)
-            return out
-        except nz.ValueProblem as p:
-            raise FieldError(p.code, p.en, p.zh, source_label(label, scope)) from None
-
-    return run
+def _composed(fns: tuple[TextFn, ...]) -> TextFn:
+    """Several text functions as one; an absent result ends the chain."""
+    return lambda text: _chain(text, fns)
 
 
 # --- the compiled mapping -----------------------------------------------------------------
@@ -926,6 +987,8 @@ class CompiledMapping:
         self.fixed = dict(fixed)
         self.reject_unmatched = model.unmatched == "reject"
         self.reject_input = model.row_errors == "reject_input"
+        self.dispatch = _dispatch(rules)
+        self.every: _Candidates = tuple((r, r.when) for r in rules)
 
     # -- running --
 
@@ -954,10 +1017,22 @@ class CompiledMapping:
     def _one(
         self, scope: Scope, state: _State
     ) -> Iterator[NationalRecord | RecordRejected]:
-        matched = False
-        for rule in self.rules:
+        candidates = self.every
+        dispatch = self.dispatch
+        if dispatch is not None:
             try:
-                if rule.when is not None and not rule.when(scope):
+                key = dispatch.get(scope)
+            except FieldError:
+                pass  # the rule-by-rule path reports it, in order
+            else:
+                if key is None:
+                    candidates = dispatch.default
+                elif type(key) is str:
+                    candidates = dispatch.buckets.get(key, dispatch.default)
+        matched = False
+        for rule, when in candidates:
+            try:
+                if when is not None and not when(scope):
                     continue
             except FieldError as exc:
                 yield _reject_error(scope.locator, exc)

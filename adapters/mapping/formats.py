@@ -53,6 +53,7 @@ __all__ = [
     "Raw",
     "Run",
     "Scope",
+    "TextFn",
     "XmlFormat",
     "clean",
     "collect",
@@ -60,6 +61,8 @@ __all__ = [
 ]
 
 Raw: TypeAlias = str | list[str] | None
+TextFn: TypeAlias = Callable[[str], str | None]
+ValueFn: TypeAlias = Callable[["Scope"], Raw]
 
 
 class FieldError(Exception):
@@ -117,6 +120,7 @@ class Scope:
         "record_type",
         "row",
         "run",
+        "texts",
         "where",
     )
 
@@ -140,8 +144,10 @@ class Scope:
         self.record_type = record_type
         self.pointer = pointer
         self.index = index
-        # XML: child elements by local name; JSON: shared path prefixes.
+        # XML: attribute indexes of the children; JSON: shared path prefixes.
         self.kids: dict[Any, Any] | None = None
+        # XML: the texts of the children by local name (the common field source).
+        self.texts: dict[str, Raw] | None = None
 
     def child(self, node: Any, pointer: str, index: int) -> Scope:
         return Scope(
@@ -188,6 +194,20 @@ def _xml_text(element: Any) -> str | None:
 
 def _local(tag: str) -> str:
     return tag[tag.index("}") + 1 :] if tag[:1] == "{" else tag
+
+
+def _step_matches(tag: str, uri: str | None, local: str) -> bool:
+    """One step of an element path: no prefix matches the local name in any
+    namespace, a prefix its URI exactly, ``*`` any element."""
+    if local == "*":
+        return True
+    if uri is None:
+        return _local(tag) == local
+    return tag == f"{{{uri}}}{local}"
+
+
+_URIS = re.compile(r"Q\{[^}]*\}")
+_NOTHING = object()
 
 
 def _json_text(value: object, source: str) -> str | None:
@@ -240,6 +260,31 @@ class Format:
     paths = True  # parse paths (CSV / fixed width: plain column names)
     contexts: frozenset[str] = frozenset()
 
+    def __init__(self) -> None:
+        # Getters made by getter() that fused() can read without calling them.
+        self.simple: dict[Callable[[Scope], Raw], Any] = {}
+
+    def fused(self, get: Callable[[Scope], Raw], fn: TextFn, label: str) -> ValueFn:
+        """``get`` (made by :meth:`getter`) followed by ``fn``, as one closure; a
+        format that knows the getter reads the value itself (one call less per
+        field and record)."""
+
+        def run(scope: Scope) -> Raw:
+            value = get(scope)
+            if value is None:
+                return None
+            try:
+                if type(value) is str:
+                    return fn(value)
+                out = [fn(v) for v in value]
+            except nz.ValueProblem as p:
+                raise FieldError(
+                    p.code, p.en, p.zh, source_label(label, scope)
+                ) from None
+            return [v for v in out if v]
+
+        return run
+
     def items(self, raw: RawInput, run: Run) -> Iterator[Scope | RowError]:
         raise NotImplementedError
 
@@ -269,9 +314,6 @@ def source_label(path: Path | str, scope: Scope) -> str:
         base = "/".join(segments[: max(0, len(segments) - up)])
     rest = "/".join(parts[up:])
     return f"{base}/{rest}" if base else rest
-
-
-_TEXTS = ("#texts",)  # scope cache key: the texts of the children, by local name
 
 
 def _child_texts(element: Any) -> dict[str, Raw]:
@@ -305,6 +347,7 @@ class XmlFormat(Format):
     name = "xml"
 
     def __init__(self, spec: XmlInput, problems: Problems) -> None:
+        super().__init__()
         self.spec = spec
         self.ns = dict(spec.namespaces)
         self.record = self._element_path(spec.records, ("input", "records"), problems)
@@ -389,37 +432,55 @@ class XmlFormat(Format):
             return None
         return uri, local
 
-    def _matches(self, element: Any, path: list[tuple[str | None, str]]) -> bool:
-        node = element
+    @staticmethod
+    def _matches(node: Any, path: list[tuple[str | None, str]]) -> bool:
+        """Whether ``node`` and its ancestors are the steps of ``path``, exactly
+        (``node`` None: the parent of the root)."""
         for uri, local in reversed(path):
             if node is None:
                 return False
-            tag = node.tag
-            if local != "*":
-                if uri is None:
-                    if _local(tag) != local:
-                        return False
-                elif tag != f"{{{uri}}}{local}":
-                    return False
+            if not _step_matches(node.tag, uri, local):
+                return False
             node = node.getparent()
         return node is None
 
     def items(self, raw: RawInput, run: Run) -> Iterator[Scope | RowError]:
+        paths: list[tuple[str | None, list[tuple[str | None, str]]]] = [
+            (None, self.record),
+            *self.context_paths.items(),
+        ]
+        # Consecutive items share their parent: which paths its ancestors allow is
+        # worked out once per parent (the reader keeps open ancestors alive).
+        parent_seen: Any = _NOTHING
+        allowed: list[tuple[str | None, tuple[str | None, str]]] = []
         for item in read_xml(raw.data, self.options):
             element = item.element
-            where = re.sub(r"Q\{[^}]*\}", "", item.locator)
-            if item.line is not None:
-                where += f", line {item.line}"
-            if self._matches(element, self.record):
-                yield Scope(element, run, where, line=item.line)
-                continue
-            for name, path in self.context_paths.items():
-                if self._matches(element, path):
+            where = item.locator
+            if "Q{" in where:
+                where = _URIS.sub("", where)
+            line = item.line
+            if line is not None:
+                where = f"{where}, line {line}"
+            parent = element.getparent()
+            if parent is not parent_seen or parent is None:
+                parent_seen = parent
+                allowed = [
+                    (name, path[-1])
+                    for name, path in paths
+                    if path and self._matches(parent, path[:-1])
+                ]
+            tag = element.tag
+            for name, (uri, local) in allowed:
+                if not _step_matches(tag, uri, local):
+                    continue
+                if name is None:
+                    yield Scope(element, run, where, line=line)
+                else:
                     # Items are cleared when the reader moves on: keep a copy.
                     run.contexts[name] = Scope(
-                        copy.deepcopy(element), run, where, line=item.line
+                        copy.deepcopy(element), run, where, line=line
                     )
-                    break
+                break
 
     def validate(self, path: Path, loc: Loc, problems: Problems) -> None:
         for step in path.steps:
@@ -597,15 +658,12 @@ class XmlFormat(Format):
             name = step.name
 
             def child_text(scope: Scope) -> Raw:
-                cache = scope.kids
-                if cache is None:
-                    cache = scope.kids = {}
-                texts = cache.get(_TEXTS)
+                texts = scope.texts
                 if texts is None:
-                    texts = cache[_TEXTS] = _child_texts(scope.node)
-                found: Raw = texts.get(name)
-                return found
+                    texts = scope.texts = _child_texts(scope.node)
+                return texts.get(name)
 
+            self.simple[child_text] = name
             return child_text
         steps = path.steps
         indexed = self._indexed(steps[0]) if not path.absolute else None
@@ -613,6 +671,30 @@ class XmlFormat(Format):
             return self._key_value(indexed, self._attr_name(steps[1].name), path)
         walk = self._walk(path)
         return lambda scope: collect([_xml_text(n) for n in walk(scope)])
+
+    def fused(self, get: Callable[[Scope], Raw], fn: TextFn, label: str) -> ValueFn:
+        name = self.simple.get(get)
+        if name is None:
+            return super().fused(get, fn, label)
+
+        def child_text_fn(scope: Scope) -> Raw:
+            texts = scope.texts
+            if texts is None:
+                texts = scope.texts = _child_texts(scope.node)
+            value = texts.get(name)
+            if value is None:
+                return None
+            try:
+                if type(value) is str:
+                    return fn(value)
+                out = [fn(v) for v in value]
+            except nz.ValueProblem as p:
+                raise FieldError(
+                    p.code, p.en, p.zh, source_label(label, scope)
+                ) from None
+            return [v for v in out if v]
+
+        return child_text_fn
 
     @staticmethod
     def _key_value(
@@ -674,6 +756,7 @@ class XmlFormat(Format):
 
 class JsonFormat(Format):
     def __init__(self, spec: JsonInput | JsonLinesInput) -> None:
+        super().__init__()
         self.name = spec.format
         extra = {
             k: v
@@ -684,6 +767,7 @@ class JsonFormat(Format):
             if v is not None
         }
         self.options = JsonOptions(encoding=spec.encoding, **extra)
+        self.prefix_keys: dict[tuple[int, tuple[Step, ...]], str] = {}
 
     def items(self, raw: RawInput, run: Run) -> Iterator[Scope | RowError]:
         options = _with_charset(self.options, raw)
@@ -789,33 +873,19 @@ class JsonFormat(Format):
 
             return nodes_text
         if len(rest) == 1 and rest[0].kind == "child" and not rest[0].predicates:
-            name = rest[0].name
-
-            def key(scope: Scope) -> Raw:
-                node = scope.node
-                for _ in range(up):
-                    node = node.parent
-                    if node is None:
-                        return None
-                value = node.value
-                if type(value) is not dict:
-                    return None
-                found: Any = value.get(name)
-                kind = type(found)
-                if kind is str:
-                    text: str = found.strip()
-                    return text or None
-                if found is None:
-                    return None
-                if kind is Decimal:
-                    return format(found, "f")
-                return _texts(found if kind is list else [found], path, scope)
-
-            return key
+            get = _json_key(path, rest[0].name, up)
+            if up <= 1:
+                self.simple[get] = (up, rest[0].name)
+            return get
         compiled = [(s.kind == "any", s.name, self._value_test(s)) for s in rest]
         # Several fields often share a filtered prefix (gys[zbbz=1]/...): the values
         # it selects are kept on the scope and computed once per record.
-        prefix_key = (up, rest[:-1]) if any(s.predicates for s in rest[:-1]) else None
+        prefix_key = None
+        if any(s.predicates for s in rest[:-1]):
+            # A plain string: its hash is cached, the steps' is computed each time.
+            prefix_key = self.prefix_keys.setdefault(
+                (up, rest[:-1]), f"#prefix{len(self.prefix_keys)}"
+            )
         last = compiled[-1:]
         head = compiled[:-1]
 
@@ -841,6 +911,39 @@ class JsonFormat(Format):
             return _texts(current, path, scope)
 
         return values
+
+    def fused(self, get: Callable[[Scope], Raw], fn: TextFn, label: str) -> ValueFn:
+        simple = self.simple.get(get)
+        if simple is None:
+            return super().fused(get, fn, label)
+        up, name = simple
+        general = super().fused(get, fn, label)
+
+        def key_fn(scope: Scope) -> Raw:
+            node = scope.node if up == 0 else scope.node.parent
+            value = None if node is None else node.value
+            if type(value) is not dict:
+                return None
+            found: Any = value.get(name)
+            kind = type(found)
+            if kind is str:
+                text = found.strip()
+                if not text:
+                    return None
+            elif found is None:
+                return None
+            elif kind is Decimal:
+                text = format(found, "f")
+            else:
+                return general(scope)  # lists, booleans, objects (an error)
+            try:
+                return fn(text)
+            except nz.ValueProblem as p:
+                raise FieldError(
+                    p.code, p.en, p.zh, source_label(label, scope)
+                ) from None
+
+        return key_fn
 
     @staticmethod
     def _value_test(step: Step) -> Callable[[Any], bool] | None:
@@ -887,6 +990,64 @@ class JsonFormat(Format):
         return select
 
 
+def _json_key(path: Path, name: str, up: int) -> Callable[[Scope], Raw]:
+    """``name`` or ``../name``: one key of the record (or of a parent)."""
+
+    def text(found: Any, scope: Scope) -> Raw:
+        kind = type(found)
+        if kind is str:
+            stripped: str = found.strip()
+            return stripped or None
+        if found is None:
+            return None
+        if kind is Decimal:
+            return format(found, "f")
+        return _texts(found if kind is list else [found], path, scope)
+
+    if up == 0:  # the usual cases get no loop
+
+        def key(scope: Scope) -> Raw:
+            value = scope.node.value
+            if type(value) is not dict:
+                return None
+            found = value.get(name)
+            if type(found) is str:
+                stripped: str = found.strip()
+                return stripped or None
+            return None if found is None else text(found, scope)
+
+        return key
+    if up == 1:
+
+        def parent_key(scope: Scope) -> Raw:
+            node = scope.node.parent
+            if node is None:
+                return None
+            value = node.value
+            if type(value) is not dict:
+                return None
+            found = value.get(name)
+            if type(found) is str:
+                stripped: str = found.strip()
+                return stripped or None
+            return None if found is None else text(found, scope)
+
+        return parent_key
+
+    def ancestor_key(scope: Scope) -> Raw:
+        node = scope.node
+        for _ in range(up):
+            node = node.parent
+            if node is None:
+                return None
+        value = node.value
+        if type(value) is not dict:
+            return None
+        return text(value.get(name), scope)
+
+    return ancestor_key
+
+
 def _descend(
     current: list[Any],
     steps: list[tuple[bool, str, Callable[[Any], bool] | None]],
@@ -931,6 +1092,7 @@ class ColumnsFormat(Format):
     paths = False
 
     def __init__(self, spec: CsvInput | FixedWidthInput) -> None:
+        super().__init__()
         self.spec = spec
         self.name = spec.format
         if isinstance(spec, FixedWidthInput) and spec.header is not None:
@@ -1024,7 +1186,30 @@ class ColumnsFormat(Format):
             found = found.strip()
             return found or None
 
+        self.simple[column_text] = name
         return column_text
+
+    def fused(self, get: Callable[[Scope], Raw], fn: TextFn, label: str) -> ValueFn:
+        name = self.simple.get(get)
+        if name is None:
+            return super().fused(get, fn, label)
+        general = super().fused(get, fn, label)
+
+        def column_fn(scope: Scope) -> Raw:
+            found = scope.node.get(name)
+            if found is None:
+                return general(scope)  # no such column: an error, or absent
+            text = found.strip()
+            if not text:
+                return None
+            try:
+                return fn(text)
+            except nz.ValueProblem as p:
+                raise FieldError(
+                    p.code, p.en, p.zh, source_label(label, scope)
+                ) from None
+
+        return column_fn
 
 
 def _encoding_of(label: str) -> Any:

@@ -8,13 +8,15 @@ knows about paths, records or YAML; :mod:`adapters.mapping.engine` chains them.
 
 from __future__ import annotations
 
+import functools
 import re
+import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Final, Literal
+from typing import Final, Literal, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapters import identifiers as ids
@@ -133,32 +135,27 @@ def _not_a_number(value: str) -> ValueProblem:
 
 
 _DIGITS_DOT = str.maketrans("", "", "0123456789.")
+_EXACT_DIGITS: Final = 28
+"""Significant digits that Decimal.normalize() keeps (the default context, which
+nothing here changes): up to this many, the text form below is exact."""
 
 
-def _plain_number(value: str) -> Decimal | None:
-    """``-12.5`` style text (ASCII, no separators) as a Decimal, else None."""
-    body = value[1:] if value[:1] == "-" else value
-    if (
-        not body
-        or body.translate(_DIGITS_DOT)
-        or not body[0].isdigit()
-        or not body[-1].isdigit()
-        or body.count(".") > 1
-    ):
-        return None
-    return Decimal(value)
-
-
-def parse_decimal(value: str, *, currency: bool = False) -> tuple[Decimal, str | None]:
-    """The exact number in ``value`` and the money unit written after it, if any.
-
-    Accepts full-width digits and signs, a sign, thousands separators in groups of
-    three, a decimal point; with ``currency`` also a leading ¥/￥/RMB/CNY/人民币 and a
-    trailing 元/万元/分. The sign is kept; nothing is rounded.
-    """
-    plain = _plain_number(value) if value.isascii() else None
-    if plain is not None:
-        return plain, None
+def _number_parts(value: str, *, currency: bool) -> tuple[str, str, str, str | None]:
+    """Sign ('', '+' or '-'), whole digits, fraction digits (without separators)
+    and the money unit written after the number; ``_not_a_number`` otherwise."""
+    if value.isascii():
+        # "-12.5" style text (no separators) is the common case: no parsing needed.
+        negative = value[:1] == "-"
+        body = value[1:] if negative else value
+        if (
+            body
+            and not body.translate(_DIGITS_DOT)
+            and body[0].isdigit()
+            and body[-1].isdigit()
+            and body.count(".") <= 1
+        ):
+            whole, _, fraction = body.partition(".")
+            return ("-" if negative else ""), whole, fraction, None
     text = halfwidth(value).translate(_MINUS).replace(" ", "")
     sign = ""
     if text[:1] in "+-":
@@ -179,21 +176,63 @@ def parse_decimal(value: str, *, currency: bool = False) -> tuple[Decimal, str |
     if match is None:
         raise _not_a_number(value)
     sign, whole, fraction = match.groups()
-    digits = whole.replace(",", "") + ("." + fraction if fraction else "")
+    return sign, whole.replace(",", ""), fraction or "", unit
+
+
+def _decimal(value: str, sign: str, whole: str, fraction: str) -> Decimal:
     try:
-        number = Decimal(sign + digits)
-    except InvalidOperation:  # pragma: no cover - the pattern admits only digits
+        return Decimal(sign + whole + ("." + fraction if fraction else ""))
+    except InvalidOperation:  # pragma: no cover - the parts are digits only
         raise _not_a_number(value) from None
-    return number, unit
+
+
+def _canonical_text(sign: str, whole: str, fraction: str) -> str | None:
+    """``canonical_decimal`` of the number with these parts, from the text alone
+    (None where normalize() would round: more than 28 digits and a fraction)."""
+    if fraction and len((whole + fraction).lstrip("0")) > _EXACT_DIGITS:
+        return None
+    whole = whole.lstrip("0")
+    fraction = fraction.rstrip("0")
+    if not whole and not fraction:
+        return "0"
+    text = (whole or "0") + ("." + fraction if fraction else "")
+    return "-" + text if sign == "-" else text
+
+
+def _is_zero(whole: str, fraction: str) -> bool:
+    return not whole.strip("0") and not fraction.strip("0")
+
+
+def parse_decimal(value: str, *, currency: bool = False) -> tuple[Decimal, str | None]:
+    """The exact number in ``value`` and the money unit written after it, if any.
+
+    Accepts full-width digits and signs, a sign, thousands separators in groups of
+    three, a decimal point; with ``currency`` also a leading ¥/￥/RMB/CNY/人民币 and a
+    trailing 元/万元/分. The sign is kept; nothing is rounded.
+    """
+    sign, whole, fraction, unit = _number_parts(value, currency=currency)
+    return _decimal(value, sign, whole, fraction), unit
 
 
 def _check_negative(value: str, number: Decimal, negative: str) -> None:
     if number < 0 and negative == "reject":
-        raise ValueProblem(
-            "E_MAP_NEGATIVE",
-            f"{shown(value)} is negative (the sign is never dropped)",
-            f"{shown(value)} 为负数（不会去掉负号）",
-        )
+        raise _negative(value)
+
+
+def _negative(value: str) -> ValueProblem:
+    return ValueProblem(
+        "E_MAP_NEGATIVE",
+        f"{shown(value)} is negative (the sign is never dropped)",
+        f"{shown(value)} 为负数（不会去掉负号）",
+    )
+
+
+def _not_whole(value: str) -> ValueProblem:
+    return ValueProblem(
+        "E_MAP_NUMBER",
+        f"{shown(value)} is not a whole number",
+        f"{shown(value)} 不是整数",
+    )
 
 
 def decimal_text(
@@ -204,24 +243,21 @@ def decimal_text(
     integer: bool = False,
 ) -> str:
     """A plain number, optionally multiplied by ``scale``, in canonical form."""
-    number, _ = parse_decimal(value)
-    _check_negative(value, number, negative)
+    sign, whole, fraction, _ = _number_parts(value, currency=False)
+    if sign == "-" and negative == "reject" and not _is_zero(whole, fraction):
+        raise _negative(value)
+    if scale is None:
+        if integer and fraction.strip("0"):
+            raise _not_whole(value)
+        text = _canonical_text(sign, whole, fraction)
+        if text is not None:
+            return text
+    number = _decimal(value, sign, whole, fraction)
     if scale is not None:
         number *= scale
     if integer and number != number.to_integral_value():
-        raise ValueProblem(
-            "E_MAP_NUMBER",
-            f"{shown(value)} is not a whole number",
-            f"{shown(value)} 不是整数",
-        )
+        raise _not_whole(value)
     return canonical_decimal(number)
-
-
-def _money_units(value: str, unit: str, to: str | None) -> tuple[Decimal, str, str]:
-    number, written = parse_decimal(value, currency=True)
-    source = written or unit
-    target = to or source
-    return number, source, target
 
 
 def money(
@@ -229,8 +265,16 @@ def money(
 ) -> str:
     """¥36,912,345.67 -> 36912345.67; the unit written after the number (元/万元/分)
     wins over ``unit``; ``to`` converts exactly, otherwise the source unit is kept."""
-    number, source, target = _money_units(value, unit, to)
-    _check_negative(value, number, negative)
+    sign, whole, fraction, written = _number_parts(value, currency=True)
+    source = written or unit
+    target = to or source
+    if sign == "-" and negative == "reject" and not _is_zero(whole, fraction):
+        raise _negative(value)
+    if source == target:
+        text = _canonical_text(sign, whole, fraction)
+        if text is not None:
+            return text
+    number = _decimal(value, sign, whole, fraction)
     if source != target:
         number = number * MONEY_UNITS[source] / MONEY_UNITS[target]
     return canonical_decimal(number)
@@ -238,7 +282,8 @@ def money(
 
 def money_unit_code(value: str, *, unit: str = "元", to: str | None = None) -> str:
     """The national unit code (0 元, 1 万元) of what :func:`money` returns."""
-    _, _, target = _money_units(value, unit, to)
+    _, _, _, written = _number_parts(value, currency=True)
+    target = to or written or unit
     code = _UNIT_CODES.get(target)
     if code is None:
         raise ValueProblem(
@@ -451,7 +496,149 @@ def national_time(
 
     Values already in Beijing time are validated and re-assembled from their digits
     (the common case, and the fast one); anything else goes through datetime.
+    Mappings compile this once per normaliser with :func:`time_converter`.
     """
+    convert = time_converter(patterns, source_zone, output=output, date_only=date_only)
+    return convert(value)
+
+
+_Where: TypeAlias = tuple[int, int, int, int | None, int | None, int | None]
+"""Positions of y, M, d, H, m, s in a pattern's match.groups()."""
+_EPOCH_FAST: Final = range(315532800, 4102444800)
+"""Epoch seconds of 1980-01-01 up to 2100-01-01 UTC: plausible, nothing to check."""
+_REAL_DAYS: dict[str, bool] = {}
+"""yyyyMMdd texts known to name a real day (bounded: cleared when it grows big)."""
+_GENERAL_CACHE_SIZE: Final = 1024
+
+
+@functools.lru_cache(maxsize=256)
+def time_converter(
+    patterns: tuple[DatePattern, ...],
+    source_zone: tzinfo,
+    *,
+    output: Literal["date", "datetime"],
+    date_only: str = "reject",
+) -> Callable[[str], str]:
+    """:func:`national_time` for fixed patterns and zone, as one function.
+
+    What does not depend on the value is worked out here, once: the kind of the
+    patterns, whether the zone is Beijing, where each field is in a match.  The
+    common shapes (epoch numbers, Beijing wall-clock patterns) are then re-assembled
+    from digits; everything else, and every error, takes the general path, so the
+    results and messages are those of that path.
+    """
+
+    def general(value: str) -> str:
+        return _national_time(value, patterns, source_zone, output, date_only)
+
+    if not patterns:
+        return general
+    cut = 8 if output == "date" else 14
+    if len(patterns) == 1 and patterns[0].text in ("epoch_ms", "epoch_s"):
+        per_second = 1000 if patterns[0].text == "epoch_ms" else 1
+
+        def epoch(value: str) -> str:
+            if len(value) <= 16 and value.isdigit() and value.isascii():
+                seconds = int(value) // per_second  # whole seconds, as datetime has
+                if seconds in _EPOCH_FAST:
+                    t = time.gmtime(seconds + 28800)  # Beijing: UTC+8, no DST
+                    stamp = "%04d%02d%02d%02d%02d%02d" % t[:6]  # noqa: UP031 - faster
+                    return stamp[:cut]
+            return general(value)
+
+        return epoch
+    plans: list[tuple[re.Pattern[str], bool, _Where]] = []
+    for pattern in patterns:
+        if pattern.regex is None or pattern.has_zone:
+            break  # from here on, only the general path knows what to do
+        index = pattern.regex.groupindex  # y, M and d are in every pattern
+        where = (
+            index["y"] - 1,
+            index["M"] - 1,
+            index["d"] - 1,
+            index["H"] - 1 if "H" in index else None,
+            index["m"] - 1 if "m" in index else None,
+            index["s"] - 1 if "s" in index else None,
+        )
+        plans.append((pattern.regex, pattern.has_time, where))
+    if not plans or not _is_beijing(source_zone):
+        return _memo(general)
+    slow = _memo(general)
+    date_out = output == "date"
+    normalize = unicodedata.normalize
+
+    def beijing(value: str) -> str:
+        text = value if value.isascii() else normalize("NFKC", value)  # halfwidth
+        for regex, has_time, (iy, imo, id_, ih, imi, is_) in plans:
+            match = regex.fullmatch(text)
+            if match is None:
+                continue
+            g = match.groups()
+            y, mo, d = g[iy], g[imo], g[id_]
+            if len(mo) == 1:
+                mo = "0" + mo
+            if len(d) == 1:
+                d = "0" + d
+            day = y + mo + d
+            if day not in _REAL_DAYS and not _real_day(y, mo, d):
+                break
+            if not has_time:
+                if date_out:
+                    return day
+                break  # date_only: the general path
+            hh = g[ih] if ih is not None else "00"
+            mi = g[imi] if imi is not None else "00"
+            ss = g[is_] if is_ is not None else "00"
+            if len(hh) == 1:
+                hh = "0" + hh
+            if len(mi) == 1:
+                mi = "0" + mi
+            if len(ss) == 1:
+                ss = "0" + ss
+            if hh > "23" or mi > "59" or ss > "59":
+                break
+            return day if date_out else day + hh + mi + ss
+        return slow(value)
+
+    return beijing
+
+
+def _real_day(y: str, mo: str, d: str) -> bool:
+    try:
+        date(int(y), int(mo), int(d))
+    except ValueError:
+        return False
+    if len(_REAL_DAYS) > 100_000:
+        _REAL_DAYS.clear()
+    _REAL_DAYS[y + mo + d] = True
+    return True
+
+
+def _memo(convert: Callable[[str], str]) -> Callable[[str], str]:
+    """The general path with a small cache: a notice's time is the same for all of
+    its items.  Errors are not cached (they are raised again)."""
+    cache: dict[str, str] = {}
+
+    def cached(value: str) -> str:
+        found = cache.get(value)
+        if found is None:
+            found = convert(value)
+            if len(cache) >= _GENERAL_CACHE_SIZE:
+                cache.clear()
+            cache[value] = found
+        return found
+
+    return cached
+
+
+def _national_time(
+    value: str,
+    patterns: tuple[DatePattern, ...],
+    source_zone: tzinfo,
+    output: Literal["date", "datetime"],
+    date_only: str,
+) -> str:
+    """The general path of :func:`national_time` (every pattern, zone and error)."""
     if patterns[0].text in ("epoch_ms", "epoch_s") and len(patterns) == 1:
         moment = _epoch(value, patterns[0].text) + _EIGHT_HOURS
         stamp = "%04d%02d%02d%02d%02d%02d" % (  # noqa: UP031 - faster than f-strings

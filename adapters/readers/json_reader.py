@@ -185,6 +185,11 @@ def _inspect(value: JsonValue, text: str, opts: JsonOptions) -> _Problem | None:
     return None
 
 
+def _where(line: Line) -> Where:
+    """Where a line is; made only for a message (a frozen dataclass is not free)."""
+    return Where(line=line.number, offset=line.offset)
+
+
 def read_jsonl(
     source: Source, options: JsonOptions | None = None
 ) -> Iterator[JsonItem | RowError]:
@@ -210,13 +215,14 @@ def read_jsonl(
             count += 1
             continue
         text = line.text
-        if not text.strip(_WS):
+        # A value starts with "{" as a rule: only a line that starts with white
+        # space can be blank (strip copies the line).
+        if not text or (text[0] in _WS and not text.strip(_WS)):
             continue
         count += 1
-        where = Where(line=line.number, offset=line.offset)
         if count > opts.max_items:
             raise InputRejected.make(
-                "E_TOO_MANY_ROWS", where, limit=opts.max_items, thing=_LINES
+                "E_TOO_MANY_ROWS", _where(line), limit=opts.max_items, thing=_LINES
             )
         try:
             value = decoder.decode(text)
@@ -229,14 +235,14 @@ def read_jsonl(
             yield RowError.make("E_JSON_SYNTAX", at, detail=exc.msg)
             continue
         except _Problem as problem:
-            yield RowError.make(problem.key, where, **problem.fields)
+            yield RowError.make(problem.key, _where(line), **problem.fields)
             continue
         except RecursionError:
-            yield RowError.make("E_JSON_DEPTH", where, limit=opts.max_depth)
+            yield RowError.make("E_JSON_DEPTH", _where(line), limit=opts.max_depth)
             continue
         found = _inspect(value, text, opts)
         if found is not None:
-            yield RowError.make(found.key, where, **found.fields)
+            yield RowError.make(found.key, _where(line), **found.fields)
             continue
         yield JsonItem(value, "", line.number, line.offset)
     if count == 0:

@@ -18,6 +18,7 @@ Safety, in the order it is applied:
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -304,6 +305,7 @@ class _Open:
 
 
 _COUNT = etree.XPath("count(descendant-or-self::*)")
+_TAG = operator.attrgetter("tag")
 _UNLIMITED = 1 << 62
 
 
@@ -339,6 +341,7 @@ class _Items:
         self.item_depth = 0
         self.item_fed = 0
         self.item_dropped: dict[str, int] = self.top
+        self.kids: list[etree._Element] = []
         self.deep: dict[int, etree.XPath] = {}
 
     # -- events ---------------------------------------------------------------
@@ -396,7 +399,18 @@ class _Items:
     def _finish(self, element: etree._Element) -> XmlItem:
         opts = self.options
         line = _line(element)
-        self._below(element, self.item_depth, opts.max_item_elements - 1)
+        # The usual item: known names, no grandchildren, few children.  Checked in
+        # C (map over the children); anything else takes the careful walk, which
+        # finds the first problem in document order.  The child proxies are kept
+        # until the item is dropped: a consumer walking the children reuses them.
+        kids = self.kids = list(element)
+        if kids and (
+            len(kids) >= opts.max_item_elements
+            or self.item_depth >= self.max_depth
+            or not self.names.issuperset(map(_TAG, kids))
+            or sum(map(len, kids))
+        ):
+            self._below(element, self.item_depth, opts.max_item_elements - 1)
         self._check_item_bytes(line)
         self.items += 1
         if self.items > opts.max_items:
@@ -410,6 +424,7 @@ class _Items:
 
     def _drop_item(self, element: etree._Element) -> None:
         self.item = None
+        self.kids = []
         dropped = self.item_dropped
         dropped[self.item_tag] = dropped.get(self.item_tag, 0) + 1
         parent = element.getparent()
