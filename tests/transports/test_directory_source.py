@@ -276,6 +276,8 @@ async def test_inotify_wakes_the_loop(tmp_path: Path) -> None:
     w.start()
     try:
         if not w.watching:
+            if os.environ.get("CI") == "true":
+                pytest.fail("inotify is required in CI but does not work here")
             pytest.skip("no inotify on this file system")
         (folder / "new.jsonl").write_bytes(b"x")
         await asyncio.wait_for(w.event.wait(), 5)
