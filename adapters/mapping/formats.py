@@ -11,6 +11,7 @@ non-empty text(s) found (``Raw``), and a ``for_each`` path into sub-scopes.
 from __future__ import annotations
 
 import copy
+import operator
 import re
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -112,6 +113,7 @@ class Scope:
     """One source record (or sub-record) being mapped."""
 
     __slots__ = (
+        "children",
         "index",
         "kids",
         "line",
@@ -148,6 +150,8 @@ class Scope:
         self.kids: dict[Any, Any] | None = None
         # XML: the texts of the children by local name (the common field source).
         self.texts: dict[str, Raw] | None = None
+        # XML: tags and child elements of a flat item, from the reader.
+        self.children: tuple[list[str], list[Any]] | None = None
 
     def child(self, node: Any, pointer: str, index: int) -> Scope:
         return Scope(
@@ -316,11 +320,29 @@ def source_label(path: Path | str, scope: Scope) -> str:
     return f"{base}/{rest}" if base else rest
 
 
-def _child_texts(element: Any) -> dict[str, Raw]:
+_TEXT = operator.attrgetter("text")
+
+
+def _child_texts(scope: Scope) -> dict[str, Raw]:
     """Local name -> trimmed text(s) of every child element, in one pass."""
+    if scope.children is None:
+        return _texts_of(scope.node)
+    tags, kids = scope.children  # a flat item: the reader read the tags
+    if len(set(tags)) == len(tags) and "{" not in "".join(tags):
+        # No namespaces, no repeated names (the usual record): a dict at once.
+        return {
+            tag: (text.strip() or None) if text else None
+            for tag, text in zip(tags, map(_TEXT, kids), strict=True)
+        }
+    return _texts_of(kids, tags)
+
+
+def _texts_of(element: Any, tags: list[str] | None = None) -> dict[str, Raw]:
+    """Local name -> trimmed text(s) of the children of ``element`` (or of the
+    elements ``element``, whose ``tags`` are known)."""
     texts: dict[str, Raw] = {}
-    for ch in element:
-        tag = ch.tag
+    for i, ch in enumerate(element):
+        tag = ch.tag if tags is None else tags[i]
         if tag.__class__ is not str:
             continue
         if tag[0] == "{":
@@ -474,7 +496,9 @@ class XmlFormat(Format):
                 if not _step_matches(tag, uri, local):
                     continue
                 if name is None:
-                    yield Scope(element, run, where, line=line)
+                    scope = Scope(element, run, where, line=line)
+                    scope.children = item.children
+                    yield scope
                 else:
                     # Items are cleared when the reader moves on: keep a copy.
                     run.contexts[name] = Scope(
@@ -660,7 +684,7 @@ class XmlFormat(Format):
             def child_text(scope: Scope) -> Raw:
                 texts = scope.texts
                 if texts is None:
-                    texts = scope.texts = _child_texts(scope.node)
+                    texts = scope.texts = _child_texts(scope)
                 return texts.get(name)
 
             self.simple[child_text] = name
@@ -680,7 +704,7 @@ class XmlFormat(Format):
         def child_text_fn(scope: Scope) -> Raw:
             texts = scope.texts
             if texts is None:
-                texts = scope.texts = _child_texts(scope.node)
+                texts = scope.texts = _child_texts(scope)
             value = texts.get(name)
             if value is None:
                 return None

@@ -131,6 +131,10 @@ class XmlItem(NamedTuple):
     """Line of the item's start tag."""
     locator: str
     """XPath-like path with namespaces by URI: ``/Q{urn:x}root[1]/Q{urn:x}item[3]``."""
+    children: tuple[list[str], list[etree._Element]] | None = None
+    """The tags and the child elements, in order, when no child has children of its
+    own (the usual flat record; the reader has them at hand from its checks, and
+    reading tags from lxml is not free).  None otherwise."""
 
     @property
     def tag(self) -> str:
@@ -336,6 +340,9 @@ class _Items:
         self.fed = 0
         self.items = 0
         self.item: etree._Element | None = None
+        self.item_parent: etree._Element | None = None
+        self.item_depth_wanted = options.item_depth
+        self.parent_depth = 0  # of the last item's parent (0: none yet)
         self.item_tag = ""
         self.item_path = ""
         self.item_depth = 0
@@ -365,22 +372,40 @@ class _Items:
         tag = element.tag
         if not (tag in self.exact or tag.rpartition("}")[2] in self.any_ns):
             return  # the root's name, asked for to find the root
-        ancestors = list(element.iterancestors())
-        ancestors.reverse()
-        depth = len(ancestors) + 1
-        if self.options.item_depth is not None and depth != self.options.item_depth:
+        parent = element.getparent()
+        frames = self.frames
+        known = self.parent_depth
+        depth = known + 1
+        if (
+            parent is None
+            or not 0 < known <= len(frames)
+            or frames[known - 1].element is not parent
+        ):
+            # Not the open parent of the last item: find the path from the root.
+            ancestors = list(element.iterancestors())
+            ancestors.reverse()
+            depth = len(ancestors) + 1
+            if self.item_depth_wanted not in (None, depth):
+                return
+            self._sync(ancestors)
+            self.parent_depth = depth - 1
+        elif self.item_depth_wanted not in (None, depth):
             return
-        self._sync(ancestors)
-        if self.frames:
-            parent = self.frames[-1]
-            dropped, base = parent.dropped, parent.path
-            self._drop_before(element, parent.element, dropped, depth)
+        elif len(frames) >= depth:
+            del frames[depth - 1 :]  # content after the last item, dropped below
+        if parent is not None:
+            at = frames[-1]
+            dropped, base = at.dropped, at.path
+            if element.getprevious() is not None:
+                self._drop_before(element, parent, dropped, depth)
         else:
             dropped, base = self.top, ""
-        self._name(tag, element)
+        if tag not in self.names:
+            self._name(tag, element)
         if depth > self.max_depth:
             raise self._too_deep(element)
         self.item = element
+        self.item_parent = parent
         self.item_tag = tag
         self.item_path = base + _step(tag, dropped.get(tag, 0) + 1)
         self.item_depth = depth
@@ -404,14 +429,17 @@ class _Items:
         # finds the first problem in document order.  The child proxies are kept
         # until the item is dropped: a consumer walking the children reuses them.
         kids = self.kids = list(element)
+        tags: list[str] = list(map(_TAG, kids))
+        flat = not sum(map(len, kids))
         if kids and (
-            len(kids) >= opts.max_item_elements
+            not flat
+            or len(kids) >= opts.max_item_elements
             or self.item_depth >= self.max_depth
-            or not self.names.issuperset(map(_TAG, kids))
-            or sum(map(len, kids))
+            or not self.names.issuperset(tags)
         ):
             self._below(element, self.item_depth, opts.max_item_elements - 1)
-        self._check_item_bytes(line)
+        if self.fed - self.item_fed > opts.max_item_bytes:
+            self._check_item_bytes(line)
         self.items += 1
         if self.items > opts.max_items:
             raise InputRejected.make(
@@ -420,14 +448,14 @@ class _Items:
                 limit=opts.max_items,
                 thing=Text("items", "条目"),
             )
-        return XmlItem(element, line, self.item_path)
+        return XmlItem(element, line, self.item_path, (tags, kids) if flat else None)
 
     def _drop_item(self, element: etree._Element) -> None:
         self.item = None
         self.kids = []
         dropped = self.item_dropped
         dropped[self.item_tag] = dropped.get(self.item_tag, 0) + 1
-        parent = element.getparent()
+        parent = self.item_parent
         if parent is not None:
             parent.remove(element)  # its tail goes with it
             element.clear()
@@ -761,18 +789,17 @@ def read_xml(source: Source, options: XmlOptions | None = None) -> Iterator[XmlI
     parser = _make_parser()  # replaced once the root start tag is known
     walk: _Walk | _Items = _Walk(opts)
 
-    def feed(text: str) -> Iterator[XmlItem]:
+    def feed(text: str) -> etree.XMLSyntaxError | None:
+        """Parse ``text``; the caller takes the events, then raises the error (our
+        own limits explain it better)."""
         guard.check(text)
         data = text.encode("utf-8")
         walk.fed += len(data)
         try:
             parser.feed(data)
         except etree.XMLSyntaxError as exc:
-            yield from walk.events(parser)  # our own limits explain it better
-            walk.tidy()
-            raise _malformed(exc) from None
-        yield from walk.events(parser)
-        walk.tidy()
+            return exc
+        return None
 
     for chunk in chunks:
         if skip:
@@ -797,7 +824,11 @@ def read_xml(source: Source, options: XmlOptions | None = None) -> Iterator[XmlI
             prolog = None
             parser, walk = _reading(opts, root_tags)
         if text:
-            yield from feed(text)
+            error = feed(text)
+            yield from walk.events(parser)
+            walk.tidy()
+            if error is not None:
+                raise _malformed(error)
     text = decoder.decode(b"", final=True)
     if prolog is not None:
         text = "".join(prolog) + text
@@ -807,7 +838,11 @@ def read_xml(source: Source, options: XmlOptions | None = None) -> Iterator[XmlI
         root_tags = _root_tags(text, at, final=True) if opts.item_tags else None
         parser, walk = _reading(opts, root_tags)
     if text:
-        yield from feed(text)
+        error = feed(text)
+        yield from walk.events(parser)
+        walk.tidy()
+        if error is not None:
+            raise _malformed(error)
     try:
         root = parser.close()
     except etree.XMLSyntaxError as exc:
