@@ -553,7 +553,12 @@ class _Compiler:
 
     def _convert_unit(self, spec: ConvertUnitOp, at: Loc) -> StepFn:
         unit_of = self.value(spec.unit, (*at, "unit"))
-        factors = dict(spec.factors)
+        # A factor of exactly 1 (the usual one) becomes nz.ONE, which decimal_text
+        # knows it can skip.
+        factors = {
+            unit: nz.ONE if factor.as_tuple() == nz.ONE.as_tuple() else factor
+            for unit, factor in spec.factors.items()
+        }
         negative = spec.negative
         known = ", ".join(factors)
 
@@ -569,9 +574,9 @@ class _Compiler:
                     f"unit {shown} is not one of {known}",
                     f"单位 {shown} 不在 {known} 之中",
                 )
-            items = [value] if isinstance(value, str) else value
-            out = [nz.decimal_text(v, negative=negative, scale=factor) for v in items]
-            return out[0] if isinstance(value, str) else out
+            if type(value) is str:
+                return nz.decimal_text(value, negative=negative, scale=factor)
+            return [nz.decimal_text(v, negative=negative, scale=factor) for v in value]
 
         return convert
 

@@ -15,7 +15,7 @@ import operator
 import re
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from lxml import etree
 
@@ -194,6 +194,14 @@ def _xml_text(element: Any) -> str | None:
         return "".join(element.itertext())
     text: str | None = element.text
     return text
+
+
+class _Index(NamedTuple):
+    """How to find ``name[@attr='value']`` children through a per-scope index."""
+
+    key: tuple[str, str, str]
+    build: Callable[[Scope], dict[str, list[Any]]]
+    value: str
 
 
 def _local(tag: str) -> str:
@@ -572,7 +580,7 @@ class XmlFormat(Format):
 
         return test
 
-    def _indexed(self, step: Step) -> Callable[[Scope], list[Any]] | None:
+    def _index(self, step: Step) -> _Index | None:
         """For ``name[@attr='v']`` from a scope's own element: the matching children
         from an index kept on that scope (built once, then a dict lookup), so that
         many fields of one key/value record do not each scan all its children."""
@@ -583,25 +591,57 @@ class XmlFormat(Format):
             and step.predicates[0].op == "="
         ):
             return None
-        test = self._step_test(step.name)
+        qname = self._qname(step.name, (), None)  # None: reported by validate()
         attr = self._attr_name(step.predicates[0].name)
-        value = step.predicates[0].value
         key = ("@=", step.name, attr)
+        uri, local = qname if qname is not None else ("", "")
+        full = f"{{{uri}}}{local}" if uri is not None else None
+        suffix = "}" + local
+
+        def build(start: Scope) -> dict[str, list[Any]]:
+            index: dict[str, list[Any]] = {}
+            if qname is not None:
+                children = start.children
+                pairs = (
+                    zip(*children, strict=True)
+                    if children is not None
+                    else ((ch.tag, ch) for ch in start.node)
+                )
+                for tag, ch in pairs:
+                    if tag.__class__ is not str:
+                        continue
+                    if full is not None:
+                        if tag != full:
+                            continue
+                    elif tag != local and not tag.endswith(suffix):
+                        continue  # no prefix: this local name in any namespace
+                    v = ch.get(attr)
+                    if v is not None:
+                        v = v.strip()
+                        if v:
+                            found = index.get(v)
+                            if found is None:
+                                index[v] = [ch]
+                            else:
+                                found.append(ch)
+            if start.kids is None:
+                start.kids = {}
+            start.kids[key] = index
+            return index
+
+        return _Index(key, build, step.predicates[0].value)
+
+    def _indexed(self, step: Step) -> Callable[[Scope], list[Any]] | None:
+        spec = self._index(step)
+        if spec is None:
+            return None
+        key, build, value = spec
 
         def indexed(start: Scope) -> list[Any]:
             cache = start.kids
-            if cache is None:
-                cache = start.kids = {}
-            index = cache.get(key)
+            index = cache.get(key) if cache is not None else None
             if index is None:
-                index = {}
-                for ch in start.node:
-                    tag = ch.tag
-                    if isinstance(tag, str) and test(tag):
-                        v = clean(ch.get(attr))
-                        if v is not None:
-                            index.setdefault(v, []).append(ch)
-                cache[key] = index
+                index = build(start)
             found: list[Any] = index.get(value, [])
             return found
 
@@ -690,16 +730,21 @@ class XmlFormat(Format):
             self.simple[child_text] = name
             return child_text
         steps = path.steps
-        indexed = self._indexed(steps[0]) if not path.absolute else None
-        if indexed is not None and len(steps) == 2 and steps[1].kind == "attr":
-            return self._key_value(indexed, self._attr_name(steps[1].name), path)
+        index = self._index(steps[0]) if not path.absolute else None
+        if index is not None and len(steps) == 2 and steps[1].kind == "attr":
+            get = self._key_value(index, self._attr_name(steps[1].name), path)
+            self.simple[get] = (index, self._attr_name(steps[1].name), path.context)
+            return get
         walk = self._walk(path)
         return lambda scope: collect([_xml_text(n) for n in walk(scope)])
 
     def fused(self, get: Callable[[Scope], Raw], fn: TextFn, label: str) -> ValueFn:
-        name = self.simple.get(get)
-        if name is None:
+        simple = self.simple.get(get)
+        if simple is None:
             return super().fused(get, fn, label)
+        if isinstance(simple, tuple):
+            return self._key_value_fn(get, fn, label, *simple)
+        name = simple
 
         def child_text_fn(scope: Scope) -> Raw:
             texts = scope.texts
@@ -720,12 +765,55 @@ class XmlFormat(Format):
 
         return child_text_fn
 
+    def _key_value_fn(
+        self,
+        get: Callable[[Scope], Raw],
+        fn: TextFn,
+        label: str,
+        index: _Index,
+        attr: str,
+        context: str | None,
+    ) -> ValueFn:
+        """``_key_value`` and ``fn`` in one closure, for one element found."""
+        general = super().fused(get, fn, label)
+        key, build, wanted = index
+
+        def key_value_fn(scope: Scope) -> Raw:
+            start = scope
+            if context is not None:
+                ctx = scope.run.contexts.get(context)
+                if ctx is None:
+                    return None
+                start = ctx
+            cache = start.kids
+            found = cache.get(key) if cache is not None else None
+            if found is None:
+                found = build(start)
+            elements = found.get(wanted)
+            if not elements:
+                return None
+            if len(elements) != 1:
+                return general(scope)  # several: as collected by the getter
+            text = elements[0].get(attr)
+            if text is None:
+                return None
+            text = text.strip()
+            if not text:
+                return None
+            try:
+                return fn(text)
+            except nz.ValueProblem as p:
+                raise FieldError(
+                    p.code, p.en, p.zh, source_label(label, scope)
+                ) from None
+
+        return key_value_fn
+
     @staticmethod
-    def _key_value(
-        indexed: Callable[[Scope], list[Any]], attr: str, path: Path
-    ) -> Callable[[Scope], Raw]:
+    def _key_value(index: _Index, attr: str, path: Path) -> Callable[[Scope], Raw]:
         """``record[@field='面积']/@value``: the common key/value export shape."""
         context = path.context
+        key, build, wanted = index
 
         def value(scope: Scope) -> Raw:
             start = scope
@@ -734,16 +822,20 @@ class XmlFormat(Format):
                 if ctx is None:
                     return None
                 start = ctx
-            found = indexed(start)
-            if not found:
+            cache = start.kids
+            found = cache.get(key) if cache is not None else None
+            if found is None:
+                found = build(start)
+            elements = found.get(wanted)
+            if not elements:
                 return None
-            if len(found) == 1:
-                text = found[0].get(attr)
+            if len(elements) == 1:
+                text = elements[0].get(attr)
                 if text is None:
                     return None
                 text = text.strip()
                 return text or None
-            return collect([el.get(attr) for el in found])
+            return collect([el.get(attr) for el in elements])
 
         return value
 

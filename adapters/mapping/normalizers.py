@@ -25,6 +25,7 @@ __all__ = [
     "BEIJING",
     "CHECKS",
     "MONEY_UNITS",
+    "ONE",
     "DatePattern",
     "ValueProblem",
     "boolean",
@@ -136,13 +137,31 @@ def _not_a_number(value: str) -> ValueProblem:
 
 _DIGITS_DOT = str.maketrans("", "", "0123456789.")
 _EXACT_DIGITS: Final = 28
+ONE: Final = Decimal(1)
+"""The scale 1: :func:`decimal_text` skips multiplying by this very object."""
 """Significant digits that Decimal.normalize() keeps (the default context, which
 nothing here changes): up to this many, the text form below is exact."""
 
 
-def _number_parts(value: str, *, currency: bool) -> tuple[str, str, str, str | None]:
+_Parts: TypeAlias = tuple[str, str, str, str | None]
+_last_parts: tuple[str, bool, _Parts] = ("", False, ("", "", "", None))
+"""The last number parsed: money and money_unit usually read the same value one
+after the other (a tuple, replaced whole: safe to share between threads)."""
+
+
+def _number_parts(value: str, *, currency: bool) -> _Parts:
     """Sign ('', '+' or '-'), whole digits, fraction digits (without separators)
     and the money unit written after the number; ``_not_a_number`` otherwise."""
+    global _last_parts
+    last = _last_parts
+    if last[0] == value and last[1] is currency and value:
+        return last[2]
+    parts = _parse_number(value, currency=currency)
+    _last_parts = (value, currency, parts)
+    return parts
+
+
+def _parse_number(value: str, *, currency: bool) -> _Parts:
     if value.isascii():
         # "-12.5" style text (no separators) is the common case: no parsing needed.
         negative = value[:1] == "-"
@@ -246,6 +265,8 @@ def decimal_text(
     sign, whole, fraction, _ = _number_parts(value, currency=False)
     if sign == "-" and negative == "reject" and not _is_zero(whole, fraction):
         raise _negative(value)
+    if scale is ONE and len((whole + fraction).lstrip("0")) <= _EXACT_DIGITS:
+        scale = None  # times 1 changes nothing while nothing is rounded
     if scale is None:
         if integer and fraction.strip("0"):
             raise _not_whole(value)
