@@ -55,6 +55,15 @@ _LABEL = re.compile(rb"[A-Za-z][A-Za-z0-9._:-]{0,39}")
 _SPACE = re.compile(r"[ \t\r\n]*")
 _POSITION_SUFFIX = re.compile(r", line \d+, column \d+$")
 _ROOT_NAME_CHARS = 1024
+_NAME_START = (
+    ":A-Z_a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02ff\u0370-\u037d\u037f-\u1fff"
+    "\u200c-\u200d\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf"
+    "\ufdf0-\ufffd\U00010000-\U000effff"
+)
+_XML_NAME = re.compile(
+    f"[{_NAME_START}][{_NAME_START}\\-.0-9\u00b7\u0300-\u036f\u203f-\u2040]*"
+)
+"""An XML 1.0 (5th edition) Name: what lxml accepts as a tag filter."""
 _ROOT_NAME = re.compile(rf"<([^ \t\r\n/>]{{1,{_ROOT_NAME_CHARS}}})[ \t\r\n/>]")
 
 
@@ -397,7 +406,7 @@ class _Items:
             at = frames[-1]
             dropped, base = at.dropped, at.path
             if element.getprevious() is not None:
-                self._drop_before(element, parent, dropped, depth)
+                self._drop_before(element, parent, dropped, base, depth)
         else:
             dropped, base = self.top, ""
         if tag not in self.names:
@@ -482,18 +491,14 @@ class _Items:
             self._check_open_item(item)
 
     def _check_open_item(self, item: etree._Element) -> None:
+        """Depth and element count of the item read so far, in C; when one is over
+        its limit, the careful walk reports the first problem in document order."""
         opts = self.options
-        steps = self.max_depth - self.item_depth + 1
-        if self._deep(steps)(item):
-            first = item.xpath("/".join(["*"] * steps))
-            if isinstance(first, list) and isinstance(first[0], etree._Element):
-                raise self._too_deep(first[0])
-            raise self._too_deep(item)  # pragma: no cover - XPath gives elements
         count = _COUNT(item)
-        if isinstance(count, float) and count > opts.max_item_elements:
-            for n, element in enumerate(item.iter()):
-                if n == opts.max_item_elements:
-                    raise self._too_many(element)
+        if (isinstance(count, float) and count > opts.max_item_elements) or self._deep(
+            self.max_depth - self.item_depth + 1
+        )(item):
+            self._below(item, self.item_depth, opts.max_item_elements - 1)
         self._check_item_bytes(_line(item))
 
     def _deep(self, steps: int) -> etree.XPath:
@@ -524,7 +529,7 @@ class _Items:
         if frames:
             parent = frames[-1]
             dropped, base = parent.dropped, parent.path
-            self._drop_before(element, parent.element, dropped, depth)
+            self._drop_before(element, parent.element, dropped, base, depth)
         else:
             dropped, base = self.top, ""
         tag = element.tag
@@ -538,40 +543,50 @@ class _Items:
         element: etree._Element,
         parent: etree._Element,
         dropped: dict[str, int],
+        base: str,
         depth: int,
     ) -> None:
-        """Check and drop the finished siblings before ``element`` (at ``depth``)."""
+        """Check and drop the finished siblings before ``element`` (at ``depth``;
+        ``base``: the locator of the parent)."""
         while element.getprevious() is not None:
             first = parent[0]
             tag = first.tag
             self._name(tag, first)
             if depth > self.max_depth:
                 raise self._too_deep(first)
+            position = dropped[tag] = dropped.get(tag, 0) + 1
             if len(first):
-                self._below(first, depth, _UNLIMITED)
-            dropped[tag] = dropped.get(tag, 0) + 1
+                self._below(first, depth, _UNLIMITED, base + _step(tag, position))
             del parent[0]
 
     # -- checks -------------------------------------------------------------------
 
-    def _below(self, element: etree._Element, depth: int, room: int) -> int:
+    def _below(
+        self, element: etree._Element, depth: int, room: int, path: str | None = None
+    ) -> int:
         """Names and depth of everything below ``element`` (which is at ``depth``),
-        in document order; returns how many elements that is, at most ``room``."""
+        in document order; returns how many elements that is, at most ``room``.
+        ``path``: the locator of ``element`` when it is not an item (errors name
+        the parent of what is wrong, as the element-by-element reader does)."""
         names = self.names
         deeper = depth + 1
         too_deep = deeper > self.max_depth
         count = 0
+        seen: dict[str, int] = {}
         for child in element:
             tag = child.tag
             if tag not in names:
-                self._name(tag, child)
+                self._name(tag, child, path)
             if too_deep:
-                raise self._too_deep(child)
+                raise self._too_deep(child, path)
             count += 1
             if count > room:
                 raise self._too_many(child)
+            if path is not None:
+                seen[tag] = seen.get(tag, 0) + 1
             if len(child):
-                count += self._below(child, deeper, room - count)
+                sub = None if path is None else path + _step(tag, seen[tag])
+                count += self._below(child, deeper, room - count, sub)
         return count
 
     def _path(self) -> str | None:
@@ -579,21 +594,23 @@ class _Items:
             return self.item_path
         return self.frames[-1].path if self.frames else None
 
-    def _name(self, tag: str, element: etree._Element) -> None:
+    def _name(self, tag: str, element: etree._Element, path: str | None = None) -> None:
         if tag in self.names:
             return
         if len(self.names) >= self.options.max_names:
             raise InputRejected.make(
                 "E_XML_TOO_MANY_NAMES",
-                Where(path=self._path(), line=_line(element)),
+                Where(path=path or self._path(), line=_line(element)),
                 limit=self.options.max_names,
             )
         self.names.add(tag)
 
-    def _too_deep(self, element: etree._Element) -> InputRejected:
+    def _too_deep(
+        self, element: etree._Element, path: str | None = None
+    ) -> InputRejected:
         return InputRejected.make(
             "E_XML_DEPTH",
-            Where(path=self._path(), line=_line(element)),
+            Where(path=path or self._path(), line=_line(element)),
             limit=self.max_depth,
         )
 
@@ -732,6 +749,8 @@ def _root_tags(text: str, at: int, *, final: bool) -> list[str] | None:
         short = len(text) - at < _ROOT_NAME_CHARS and text.startswith("<", at)
         return [] if short and not final else None
     name = match.group(1)
+    if not _XML_NAME.fullmatch(name):
+        return None  # libxml2 will say what is wrong with it
     # libxml2's reading of an odd QName (a:b:c, :a) is not ours to guess: ask for
     # every candidate; extra matches are ignored by the reader.
     locals_ = {name, name.partition(":")[2], name.rpartition(":")[2]} - {""}

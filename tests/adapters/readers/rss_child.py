@@ -20,6 +20,7 @@ from adapters.readers import (
     InputRejected,
     RecordLayout,
     RowError,
+    XmlOptions,
     read_csv,
     read_fixed_width,
     read_json,
@@ -58,10 +59,13 @@ FIXED = FixedWidthOptions(
         code="T", fields=(FixedField(name="n", start=1, length=8),), count_field="n"
     ),
 )
+XML_TAGS = XmlOptions(item_depth=None, item_tags=frozenset({"{*}记录", "{*}i"}))
 _TEXT = "梁溪区广益路（锡沪路—凤宾路）道路改造工程施工，含道路、排水、照明及绿化"
 
 READERS: dict[str, Callable[[BinarySource], Iterator[object]]] = {
     "xml": lambda f: iter(read_xml(f)),
+    # Items by tag: lxml reports only these elements (the item-filtered reader).
+    "xml_tags": lambda f: iter(read_xml(f, XML_TAGS)),
     "csv": lambda f: iter(
         read_csv(f, CsvOptions(delimiter="\t", quotechar=None, header_rows=2))
     ),
@@ -159,6 +163,11 @@ def generate(kind: str, path: Path, size: int = SIZE) -> None:
             for start in range(0, 4_800_000, 10_000):
                 f.write(b"".join(b"<a%d/>" % n for n in range(start, start + 10_000)))
             f.write(b"</r>")
+    elif kind == "xml_other":  # no item at all: finished elements must not pile up
+        block = "".join(f"<x n='{i}'>{_TEXT}</x>\n" for i in range(100)).encode()
+        _repeat(path, b"<r>", block, b"</r>", size)
+    elif kind == "xml_big_item":  # one item that never ends
+        _repeat(path, b"<r><i>", b"<j>1</j>" * 1000, b"</i></r>", size)
     elif kind == "xml_text":
         _repeat(path, b"<r><i>", "中文".encode() * 1000, b"</i></r>", size)
     elif kind == "json_string":  # one string, 4-byte characters, never closed
