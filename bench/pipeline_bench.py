@@ -342,7 +342,7 @@ def _spy(
         spies.append(
             subprocess.Popen(
                 [
-                    "py-spy",
+                    str(Path(sys.executable).with_name("py-spy")),  # the venv's, pinned
                     "record",
                     "--pid",
                     str(p.p.pid),

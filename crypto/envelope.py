@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
+import orjson
 import zstandard
 
 from crypto._primitives import (
@@ -65,6 +66,7 @@ __all__ = [
     "Parsed",
     "Sealed",
     "canonical_json",
+    "canonical_plain",
     "open_bytes",
     "open_stream",
     "parse",
@@ -105,6 +107,25 @@ _CANONICAL = json.JSONEncoder(
 def canonical_json(obj: Any) -> bytes:
     """The single definition of canonical bytes: sorted keys, no spaces, UTF-8."""
     return _CANONICAL.encode(obj).encode("utf-8")
+
+
+_SORTED: Final = orjson.OPT_SORT_KEYS
+
+
+def canonical_plain(obj: Any) -> bytes:
+    """``canonical_json`` of a tree the caller knows has no float, ~10x faster.
+
+    orjson writes str, int, bool, None, lists and str-keyed dicts exactly as
+    ``canonical_json`` does (same escapes, keys in code-point order; a test
+    compares them over generated trees), but would print a float its own way
+    (``1e16``, NaN as null): callers pass floats to ``canonical_json`` only.
+    What orjson refuses (an int beyond 64 bits, a lone surrogate, a Decimal,
+    a non-str key) goes the general way, which keeps its behaviour and errors.
+    """
+    try:
+        return orjson.dumps(obj, option=_SORTED)
+    except TypeError:
+        return canonical_json(obj)
 
 
 def format_time(t: datetime) -> str:
@@ -149,7 +170,7 @@ class EnvelopeHeader:
         }
 
     def encode(self) -> bytes:
-        return canonical_json(self.to_json())
+        return canonical_plain(self.to_json())
 
     @property
     def created_at(self) -> datetime:
@@ -180,7 +201,9 @@ def _bad(detail: str) -> EnvelopeInvalid:
 def _decode_header(raw: bytes) -> EnvelopeHeader:
     """Strictly validate header JSON: exact key set, types, ranges, canonical form."""
     try:
-        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        # orjson: strict RFC 8259 (no NaN, no invalid UTF-8); duplicate keys are
+        # caught by the canonical-form check below.
+        obj = orjson.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _bad("header is not JSON") from exc
     if not isinstance(obj, dict) or set(obj) != _HEADER_KEYS:
@@ -255,10 +278,6 @@ def _decode_header(raw: bytes) -> EnvelopeHeader:
     if header.encode() != raw:
         raise _bad("header is not in canonical form")
     return header
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def signed_bytes(header_raw: bytes, ct_digest: bytes) -> bytes:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 from aiohttp import web
 
 import crypto
@@ -347,7 +348,7 @@ def _code(code: str) -> str:
 
 def _national(line: bytes, i: int) -> NationalRecord | Reject:
     try:
-        obj = json.loads(line)
+        obj = orjson.loads(line)  # duplicate keys fail the canonical check
     except ValueError:
         return Reject(locator=f"record {i}", code="E_JSON_SYNTAX", message="not JSON")
     if (

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from adapters.base import Adapter, NationalRecord, RawInput, RecordRejected
 from adapters.catalogue import Catalogue
-from crypto import canonical_json, sm3
+from crypto import canonical_json, canonical_plain, sm3
 from gateway.ordering import parent_index
 from gateway.records import AcceptedRecord, Reject
 
@@ -40,7 +40,10 @@ class Adapted:
 
 def canonical_record(dataset: str, fields: dict[str, str] | object) -> bytes:
     """The bytes that are signed, digested and delivered for one record."""
-    return canonical_json({"dataset": dataset, "fields": fields})
+    doc = {"dataset": dataset, "fields": fields}
+    if isinstance(fields, dict) and all(type(v) is str for v in fields.values()):
+        return canonical_plain(doc)  # national fields are text: the fast path
+    return canonical_json(doc)
 
 
 def record_key(
