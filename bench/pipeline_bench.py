@@ -7,7 +7,7 @@ Measures, on this machine, with a gateway and a hub as separate processes:
      children held by parent-first ordering count as done: they need a receipt);
   2. end-to-end throughput to the hub with every receipt verified;
   3. ingest-to-durable latency p50/p99 at a fixed 1,000 records/s;
-  4. peak RSS (VmHWM) of the gateway and the hub.
+  4. peak RSS (VmHWM) of the gateway and the hub (with their intake workers).
 Reference, in the same run: a bare aiohttp server that writes each request body
 to a file and fsyncs it before answering (the least any durable HTTP intake must
 do), driven by the same client: ratio = ours / bare.
@@ -123,19 +123,49 @@ def wait(pred: Callable[[], bool], seconds: float = 600) -> float:
     raise TimeoutError
 
 
+def _family(pid: int) -> list[int]:
+    """The process and its children (the gateway's intake workers)."""
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                pids.append(int(stat.parent.name))
+    return pids
+
+
 def vm_hwm_kib(p: Proc) -> int:
+    """Peak RSS of the process plus its children's (each their own peak)."""
     assert p.p is not None
-    for line in Path(f"/proc/{p.p.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+    total = 0
+    for pid in _family(p.p.pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def settle(p: Proc, idle_s: float = 0.05) -> None:
+    """Wait until the process and its children use next to no CPU."""
+    before = cpu_s(p)
+    for _ in range(60):
+        time.sleep(0.5)
+        now = cpu_s(p)
+        if now - before < idle_s:
+            return
+        before = now
 
 
 def cpu_s(p: Proc) -> float:
-    """User + system CPU seconds the process has used so far (all threads)."""
+    """User + system CPU seconds the process and its children (intake workers)
+    have used so far (all threads)."""
     assert p.p is not None
-    fields = Path(f"/proc/{p.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = 0
+    for pid in _family(p.p.pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def bare_reference(payloads: list[bytes], clients: int, workdir: Path) -> float:
@@ -183,6 +213,11 @@ def main() -> int:
         help="send in arrival order (ordering.parent_first: false) to see its cost",
     )
     ap.add_argument(
+        "--intake-workers",
+        default="auto",
+        help="node.intake_workers of the gateway (0: adapt in the gateway process)",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         help="write py-spy flame graphs (all threads) of the gateway and the hub "
@@ -224,6 +259,9 @@ def main() -> int:
             "per_source_max_records: 50000000\n  max_bytes: 100GiB\n  "
             "per_source_max_bytes: 100GiB\n",
         )
+        text = text.replace(
+            "node:\n", f"node:\n  intake_workers: {args.intake_workers}\n", 1
+        )
         gw_cfg.write_text(text)
         gw = Proc(gw_cfg, site.admin("gw"), site.root / "gw.log")
         url = site.url("gw") + "/v1/ingest/src"
@@ -232,6 +270,7 @@ def main() -> int:
             # 1. ingest -> sealed and spooled (no hub: nothing leaves).
             gw.start()
             spies = _spy(args.profile, "ingest", gw)
+            settle(gw)  # intake workers start in the background: not measured
             c0 = cpu_s(gw)
             t_ingest = asyncio.run(blast(url, site.token, payloads, args.clients))
             c_ingest = cpu_s(gw) - c0

@@ -101,6 +101,12 @@ class NodeConfig(Strict):
         "(GET /v1/intake answers until then); dead-lettered, quarantined and hub "
         "inbox data are kept",
     )
+    intake_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = Field(
+        default="auto",
+        description="processes that parse, map and validate inputs beside the "
+        "gateway process; auto: one per core but one, at least 2, at most 4; "
+        "0: in the gateway process",
+    )
     audit: AuditConfig = AuditConfig()
 
 

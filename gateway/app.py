@@ -30,6 +30,7 @@ from config.loader import ConfigProblems, load
 from config.models import GatewayConfig
 from crypto import sm3 as crypto_sm3
 from gateway import lifecycle
+from gateway.adaptpool import AdaptPool, WorkerPlan, worker_count
 from gateway.dispatch import DestinationWorker
 from gateway.errors import ConfigError, GatewayError, SpoolError
 from gateway.forwarders import build_forwarder
@@ -350,6 +351,27 @@ def _worker(rt: Running, dest: Destination) -> DestinationWorker:
     )
 
 
+def _adapt_pool(node: Node, events: Events) -> AdaptPool | None:
+    """Intake workers for this configuration (none if it has no sources)."""
+    cfg = node.config.model
+    workers = worker_count(cfg.node.intake_workers)
+    if workers == 0 or not node.sources:
+        return None
+    plan = WorkerPlan.of(cfg, node.config.path)
+
+    def on_death(restarts: int, inputs: int) -> None:
+        events.intake_worker_died(restarts=restarts, inputs=inputs)
+
+    try:
+        return AdaptPool(plan, workers, node.catalogue, on_death=on_death)
+    except OSError as exc:  # no POSIX semaphores (/dev/shm), no processes left
+        log.error(
+            "Intake workers cannot start; inputs are adapted in the gateway process.",
+            extra={"detail": str(exc)},
+        )
+        return None
+
+
 async def reload(rt: Running) -> bool:
     """SIGHUP: re-read the config; apply sources, keys, peers and destinations.
 
@@ -380,6 +402,10 @@ async def reload(rt: Running) -> bool:
     rt.node = new
     rt.intake.sources.clear()
     rt.intake.sources.update(new.sources)
+    # New inputs go to workers of the new configuration; the old ones finish.
+    old_pool, rt.intake.pool = rt.intake.pool, _adapt_pool(new, rt.events)
+    if old_pool is not None:
+        rt.tasks.append(asyncio.create_task(old_pool.close()))
     rt.spool.set_quotas(quotas_from(new_cfg))
     if rt.hub is not None and new_cfg.hub is not None:
         rt.hub.ring = new.ring
@@ -466,6 +492,7 @@ async def serve(
             events,
             rt.notify,
             disk_ok=rt.disk_ok,
+            pool=_adapt_pool(node, events),
         )
         ingest.add_routes(rt.intake.routes())
         if cfg.hub is not None:
@@ -540,6 +567,9 @@ async def serve(
             await r.cleanup()
         if rt.files is not None:
             await rt.files.stop()
+        intake: Intake | None = getattr(rt, "intake", None)
+        if intake is not None and intake.pool is not None:
+            await intake.pool.close()  # after the listeners: in-flight inputs finish
         await asyncio.gather(
             *(w.stop(drain_s=DRAIN_S) for w in rt.workers.values()),
             return_exceptions=True,

@@ -13,11 +13,16 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["hit"]
+__all__ = ["armed", "hit"]
 
 _ACTIVE = frozenset(
     p.strip() for p in os.environ.get("GATEWAY_FAILPOINTS", "").split(",") if p.strip()
 )
+
+
+def armed(name: str) -> bool:
+    """Whether ``name`` is armed (for a point that also depends on the data)."""
+    return name in _ACTIVE
 
 
 def hit(name: str) -> None:

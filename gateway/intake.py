@@ -20,10 +20,11 @@ from adapters.base import RawInput
 from adapters.catalogue import Catalogue
 from adapters.readers import InputRejected
 from crypto import sm3
+from gateway.adaptpool import AdapterCrashed, AdaptPool
 from gateway.bodies import TooLarge, read_limited
 from gateway.errors import QuotaExceeded, SpoolError
 from gateway.node import Source
-from gateway.pipeline import adapt_input
+from gateway.pipeline import Adapted, adapt_input
 from gateway.records import IntakeState, Provenance, Reject
 from gateway.spool import AsyncSpool
 from monitoring.events import Events
@@ -125,6 +126,8 @@ class Intake:
     notify: Callable[[tuple[str, ...]], None]
     disk_ok: Callable[[], bool] = lambda: True
     clock: Callable[[], float] = time.time
+    pool: AdaptPool | None = None
+    """Worker processes for the adapt step; None: a thread of this process."""
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -247,12 +250,18 @@ class Intake:
             source=source, data=data, content_type=media, charset=charset, name=name
         )
         try:
-            adapted = await asyncio.to_thread(
-                adapt_input, src.adapter, raw, self.catalogue, src.route
-            )
+            adapted = await self.adapt(src, raw)
         except InputRejected as exc:
             return await self._quarantine(
                 prov, data, exc.code, 422, f"{exc.message_en} / {exc.message_zh}"
+            )
+        except AdapterCrashed as exc:
+            return await self._quarantine(
+                prov,
+                data,
+                "E_ADAPTER_CRASHED",
+                422,
+                f"{exc} / 解析该输入的进程崩溃（单独重试亦然），输入已隔离",
             )
         budget = src.cfg.error_budget
         if adapted.rejects and budget.exceeded(adapted.read, len(adapted.rejects)):
@@ -308,6 +317,16 @@ class Intake:
             if adapted.records:
                 self.notify(tuple({d for r in adapted.records for d in r.destinations}))
         return Outcome(answer.status, answer.body, answer.intake_id, stored=True)
+
+    async def adapt(self, src: Source, raw: RawInput) -> Adapted:
+        """Parse, map and validate one input: in an intake worker if there are
+        any. Raises InputRejected, or AdapterCrashed (it killed its worker)."""
+        pool = self.pool
+        if pool is None:
+            return await asyncio.to_thread(
+                adapt_input, src.adapter, raw, self.catalogue, src.route
+            )
+        return await pool.adapt(src.cfg.name, src.adapter, src.route, raw)
 
     async def _quarantine(
         self,

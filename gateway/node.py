@@ -30,7 +30,14 @@ from gateway.transports.checks import (
     source_problems,
 )
 
-__all__ = ["Destination", "Node", "Source", "build_node"]
+__all__ = [
+    "Destination",
+    "Node",
+    "Source",
+    "build_node",
+    "make_adapter",
+    "source_route",
+]
 
 MIN_TOKEN_CHARS = 16
 
@@ -175,22 +182,11 @@ def build_node(cfg: LoadedConfig) -> Node:
     all_dests = tuple(dests)
     router = Router(m.routes)
     for i, s in enumerate(m.sources):
-        spec = REGISTRY.get(s.adapter)
         adapter: Adapter | None = None
-        if spec is None:
-            p.add(
-                f"sources.{i}.adapter",
-                f"unknown adapter {s.adapter!r} (known: {', '.join(sorted(REGISTRY))})",
-            )
-        else:
-            try:
-                options = dict(s.options)
-                if "base_dir" in spec.options.model_fields:
-                    # Relative paths in adapter options mean: next to this config.
-                    options.setdefault("base_dir", str(cfg.path.parent.resolve()))
-                adapter = spec.create(options, where=f"sources.{i}")
-            except ConfigError as exc:
-                p.add(f"sources.{i}.options", str(exc))
+        try:
+            adapter = make_adapter(s, i, cfg.path.parent)
+        except _AdapterProblem as exc:
+            p.add(exc.where, str(exc))
         tokens = []
         for j, t in enumerate(s.token_files):
             try:
@@ -201,14 +197,7 @@ def build_node(cfg: LoadedConfig) -> Node:
         for where, problem in source_problems(s, cfg.resolve):
             p.add(f"sources.{i}.{where}", problem)
         if adapter is not None:
-            if router.active:
-                route = _routed(router, s.name)
-                reach = router.reachable(s.name)
-            else:
-                reach = (
-                    tuple(s.destinations) if s.destinations is not None else all_dests
-                )
-                route = fixed(reach)
+            reach, route = source_route(router, s, all_dests)
             sources[s.name] = Source(s, adapter, tuple(tokens), reach, route)
 
     admin_tokens = []
@@ -254,6 +243,43 @@ def build_node(cfg: LoadedConfig) -> Node:
         hub_route,
         admin_tokens=tuple(admin_tokens),
     )
+
+
+class _AdapterProblem(ConfigError):
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+def make_adapter(s: SourceConfig, i: int, config_dir: Path) -> Adapter:
+    """Source ``i``'s adapter (raises a ConfigError naming its YAML path).
+
+    Also how intake workers rebuild it in their own process (gateway.adaptpool).
+    """
+    spec = REGISTRY.get(s.adapter)
+    if spec is None:
+        raise _AdapterProblem(
+            f"sources.{i}.adapter",
+            f"unknown adapter {s.adapter!r} (known: {', '.join(sorted(REGISTRY))})",
+        )
+    options = dict(s.options)
+    if "base_dir" in spec.options.model_fields:
+        # Relative paths in adapter options mean: next to this config.
+        options.setdefault("base_dir", str(config_dir.resolve()))
+    try:
+        return spec.create(options, where=f"sources.{i}")
+    except ConfigError as exc:
+        raise _AdapterProblem(f"sources.{i}.options", str(exc)) from exc
+
+
+def source_route(
+    router: Router, s: SourceConfig, all_dests: tuple[str, ...]
+) -> tuple[tuple[str, ...], Route]:
+    """Where a source's records may go, and the route choosing among them."""
+    if router.active:
+        return router.reachable(s.name), _routed(router, s.name)
+    reach = tuple(s.destinations) if s.destinations is not None else all_dests
+    return reach, fixed(reach)
 
 
 def _routed(router: Router, source: str) -> Route:

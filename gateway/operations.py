@@ -219,7 +219,7 @@ class Operations:
                 result = await replay_async(
                     self.rt.spool,
                     node.sources,
-                    node.catalogue,
+                    self.rt.intake.adapt,
                     intake_id,
                     now=time.time(),
                 )

@@ -9,11 +9,13 @@ quarantine with the new reason. Used by ``run_gateway.py quarantine replay``
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from adapters.base import RawInput
 from adapters.catalogue import Catalogue
 from adapters.readers import InputRejected
+from gateway.adaptpool import AdapterCrashed
 from gateway.intake import _media_type
 from gateway.node import Source
 from gateway.pipeline import Adapted, adapt_input
@@ -34,28 +36,42 @@ class Replay:
     destinations: tuple[str, ...] = ()
 
 
-def _plan(src: Source, stored: StoredInput, catalogue: Catalogue) -> Adapted | Replay:
-    iid = stored.intake_id
+def _raw(src: Source, stored: StoredInput) -> RawInput | Replay:
     media, charset = _media_type(stored.provenance.content_type)
     if media not in src.cfg.content_types:
         return Replay(
-            iid,
+            stored.intake_id,
             accepted=False,
             code="E_CONTENT_TYPE",
             message=f"content type {media!r} still not accepted by the source",
         )
-    raw = RawInput(
+    return RawInput(
         source=src.cfg.name, data=stored.raw, content_type=media, charset=charset
     )
+
+
+def _plan(src: Source, stored: StoredInput, catalogue: Catalogue) -> Adapted | Replay:
+    raw = _raw(src, stored)
+    if isinstance(raw, Replay):
+        return raw
     try:
         adapted = adapt_input(src.adapter, raw, catalogue, src.route)
     except InputRejected as exc:
-        return Replay(
-            iid,
-            accepted=False,
-            code=exc.code,
-            message=f"{exc.message_en} / {exc.message_zh}",
-        )
+        return _refused(stored, exc)
+    return _budget(src, stored, adapted)
+
+
+def _refused(stored: StoredInput, exc: InputRejected) -> Replay:
+    return Replay(
+        stored.intake_id,
+        accepted=False,
+        code=exc.code,
+        message=f"{exc.message_en} / {exc.message_zh}",
+    )
+
+
+def _budget(src: Source, stored: StoredInput, adapted: Adapted) -> Adapted | Replay:
+    iid = stored.intake_id
     budget = src.cfg.error_budget
     if adapted.rejects and budget.exceeded(adapted.read, len(adapted.rejects)):
         return Replay(
@@ -120,17 +136,20 @@ def replay(
     return _ok(intake_id, plan)
 
 
+Adapt = Callable[[Source, RawInput], Awaitable[Adapted]]
+
+
 async def replay_async(
     spool: AsyncSpool,
     sources: dict[str, Source],
-    catalogue: Catalogue,
+    adapt: Adapt,
     intake_id: str,
     *,
     now: float,
 ) -> Replay:
-    """Replay one quarantined input in the running node."""
-    import asyncio
-
+    """Replay one quarantined input in the running node, adapted as intake adapts
+    (``adapt``: in an intake worker, so an input that crashes its parser cannot
+    take the node down)."""
     stored = _check(await spool.get_input(intake_id), intake_id)
     if isinstance(stored, Replay):
         return stored
@@ -142,7 +161,19 @@ async def replay_async(
             code="E_UNKNOWN_SOURCE",
             message=f"source {stored.provenance.source!r} is not configured",
         )
-    plan = await asyncio.to_thread(_plan, src, stored, catalogue)
+    raw = _raw(src, stored)
+    plan: Adapted | Replay
+    if isinstance(raw, Replay):
+        plan = raw
+    else:
+        try:
+            plan = _budget(src, stored, await adapt(src, raw))
+        except InputRejected as exc:
+            plan = _refused(stored, exc)
+        except AdapterCrashed as exc:
+            plan = Replay(
+                intake_id, accepted=False, code="E_ADAPTER_CRASHED", message=str(exc)
+            )
     if isinstance(plan, Replay):
         await spool.mark_replayed(
             intake_id, now=now, reason_code=plan.code, message=plan.message

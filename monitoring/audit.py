@@ -118,6 +118,10 @@ KINDS: Mapping[str, tuple[str, str]] = {
     "input_throttled": ("refused", "an input was refused with 503: spool over quota"),
     "auth_failed": ("refused", "missing, malformed or unknown bearer token"),
     "records_rejected": ("refused", "records of an accepted input were rejected"),
+    "intake_worker_died": (
+        "failed",
+        "an intake worker process died; the inputs it had were retried one by one",
+    ),
     # delivery
     "envelope_sealed": ("ok", "records were sealed into an envelope"),
     "send_attempt": ("ok", "one attempt to send an envelope (outcome ok or failed)"),
@@ -223,6 +227,7 @@ FIELDS: Mapping[str, tuple[str, str]] = {
     "pid": (_I, "process id"),
     "proofs": (_I, "number of origin proofs"),
     "inputs": (_I, "number of inputs"),
+    "restarts": (_I, "how many times the intake workers were restarted"),
     "envelopes": (_I, "number of envelopes"),
     "rejected_by": (_C, "rejected records by reason code"),
     # flags

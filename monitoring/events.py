@@ -250,6 +250,11 @@ class Events:
             ["component", "code"],
             registry=r,
         )
+        self.intake_worker_deaths = Counter(
+            "gateway_intake_worker_deaths_total",
+            "Intake worker processes that died (their inputs were retried alone).",
+            registry=r,
+        )
         # The status page's "last error" per source: (Unix time, code), in memory.
         self.source_errors: dict[str, tuple[float, str]] = {}
 
@@ -644,6 +649,14 @@ class Events:
                 "file": name,
                 "detail": detail,
             },
+        )
+
+    def intake_worker_died(self, *, restarts: int, inputs: int) -> None:
+        self.intake_worker_deaths.inc()
+        self._audit("intake_worker_died", restarts=restarts, inputs=inputs)
+        log.error(
+            "An intake worker died; its inputs are retried one by one.",
+            extra={"restarts": restarts, "inputs": inputs},
         )
 
     def transport_failed(self, component: str, code: str, *, detail: str) -> None:

@@ -92,12 +92,18 @@ class Site:
         destinations: dict[str, str] | None = None,
         extra: str = "",
         dest_extra: str = "",
+        intake_workers: int | str = 0,
     ) -> Path:
-        """``destinations``: destination name -> hub node name (or a raw URL)."""
+        """``destinations``: destination name -> hub node name (or a raw URL).
+
+        ``intake_workers``: 0 (adapt in the gateway process) keeps in-process
+        tests quick; the multi-process tests run real workers.
+        """
         dests = destinations if destinations is not None else {"hub": "hub"}
         lines = [
             "node:",
             f"  name: {name}",
+            f"  intake_workers: {intake_workers}",
             f"  state_dir: {self.root / name}",
             f"  keys: [{{file: {self.key(name)}}}]",
             "listen:",

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from crypto import canonical_json, canonical_plain
 
 # Every code point but lone surrogates (not encodable as UTF-8 by either).
-TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 LEAF = (
     TEXT
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
@@ -32,7 +32,12 @@ def test_same_bytes_as_the_definition(tree: object) -> None:
 
 
 def test_every_control_character_and_key_order() -> None:
-    chars = [chr(c) for c in range(0x100)] + ["\u2028", "\ufeff", "\uffff", "\U0010ffff"]
+    chars = [chr(c) for c in range(0x100)] + [
+        "\u2028",
+        "\ufeff",
+        "\uffff",
+        "\U0010ffff",
+    ]
     doc = {c: c + '"\\' for c in chars}
     assert canonical_plain(doc) == canonical_json(doc)
 

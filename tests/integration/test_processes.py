@@ -35,7 +35,9 @@ def procs(
 ) -> tuple[Proc, Proc]:
     hub = Proc(site.hub_config(), site.admin("hub"), site.root / "hub.log")
     gw = Proc(
-        site.gateway_config(destinations=gw_dests, **(gw_kwargs or {})),
+        site.gateway_config(
+            destinations=gw_dests, intake_workers="auto", **(gw_kwargs or {})
+        ),
         site.admin("gw"),
         site.root / "gw.log",
     )
@@ -270,7 +272,11 @@ def test_sighup_reload_applies_changes_without_loss(tmp_path: Path) -> None:
     site = Site(tmp_path)
     hub = Proc(site.hub_config(), site.admin("hub"), site.root / "hub.log")
     hub2 = Proc(site.hub_config("hub2"), site.admin("hub2"), site.root / "hub2.log")
-    gw = Proc(site.gateway_config(), site.admin("gw"), site.root / "gw.log")
+    gw = Proc(
+        site.gateway_config(intake_workers="auto"),
+        site.admin("gw"),
+        site.root / "gw.log",
+    )
     gw.start()
     try:
         first = demo_jsonl(2, start=0, seed=1)
@@ -285,7 +291,9 @@ def test_sighup_reload_applies_changes_without_loss(tmp_path: Path) -> None:
         assert gw.status()["destinations"]["hub"]["queued"] == 8
         # Now a real change: a second hub is added.
         gw.config.write_text(
-            site.gateway_config(destinations={"hub": "hub", "hub2": "hub2"}).read_text()
+            site.gateway_config(
+                destinations={"hub": "hub", "hub2": "hub2"}, intake_workers="auto"
+            ).read_text()
         )
         gw.p.send_signal(signal.SIGHUP)
         wait_for(lambda: "hub2" in gw.status()["destinations"], 10)
