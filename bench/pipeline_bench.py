@@ -244,7 +244,7 @@ def main() -> int:
         site = Site(root / "site")
         site.root.mkdir()
         hub = Proc(site.hub_config(), site.admin("hub"), site.root / "hub.log")
-        gw_cfg = site.gateway_config()
+        gw_cfg = site.gateway_config(intake_workers=args.intake_workers)
         # Production-like timeouts: a 2,000-record envelope takes a loaded hub
         # more than the test harness's 5 s to open, validate and store.
         text = gw_cfg.read_text().replace("    timeout_s: 5\n", "    timeout_s: 60\n")
@@ -258,9 +258,6 @@ def main() -> int:
             "quota:\n  max_records: 50000000\n  "
             "per_source_max_records: 50000000\n  max_bytes: 100GiB\n  "
             "per_source_max_bytes: 100GiB\n",
-        )
-        text = text.replace(
-            "node:\n", f"node:\n  intake_workers: {args.intake_workers}\n", 1
         )
         gw_cfg.write_text(text)
         gw = Proc(gw_cfg, site.admin("gw"), site.root / "gw.log")

@@ -80,7 +80,7 @@ def make_receipt(
 ) -> bytes:
     """Build and sign a receipt; returns its wire bytes."""
     if not _CODE.fullmatch(reason) or not all(
-        _CODE.fullmatch(r.reason) for r in records
+        _CODE.fullmatch(code) for code in {r.reason for r in records}
     ):
         raise ValueError("reason codes are UPPER_SNAKE ASCII")
     body = canonical_plain(

@@ -56,6 +56,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
+import orjson
+
 from gateway.errors import LeaseLost, QuotaExceeded, SpoolError
 from gateway.records import (
     AcceptedRecord,
@@ -128,7 +130,7 @@ def _json_bytes(obj: object) -> bytes:
 def _ids_json(ids: Sequence[int] | Sequence[str]) -> str:
     # One bound parameter for any number of ids (json_each), instead of
     # building "IN (?, ?, ...)" strings.
-    return json.dumps(list(ids))
+    return orjson.dumps(list(ids)).decode()
 
 
 _json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -874,7 +876,7 @@ class Spool(SqliteStore):
             (
                 (rid, iid, seq, r.dataset, r.record_key, r.digest_hex,
                  len(r.canonical), r.canonical, r.parent_ref,
-                 _json_text(r.provides) if r.provides else None)
+                 orjson.dumps(r.provides).decode() if r.provides else None)
                 for rid, seq, r in zip(ids, seqs, records, strict=True)
             ),
         )  # fmt: skip
