@@ -25,13 +25,14 @@ the gateway stores what comes back and only then answers 202, as before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -139,6 +140,28 @@ def _adapt(source: str, raw: RawInput) -> Adapted | _Unavailable:
 
 # --- in the gateway process ---------------------------------------------------
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _quiet_children() -> Iterator[None]:
+    """Spawn with SIGINT / SIGTERM ignored, so workers ignore them from their
+    first instruction (an ignored disposition survives exec; Python keeps it),
+    not only once their initializer runs: a Ctrl-C while they import must not
+    print tracebacks and break the pool. Here the signals are blocked meanwhile,
+    so one that arrives is delivered afterwards, not lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may change handlers; _init still ignores them
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    saved = [(s, signal.signal(s, signal.SIG_IGN)) for s in _STOP_SIGNALS]
+    try:
+        yield
+    finally:
+        for s, handler in saved:
+            signal.signal(s, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
 
 class AdaptPool:
     """``adapt(adapter, route, raw)`` in worker processes, or here as a fallback."""
@@ -164,16 +187,17 @@ class AdaptPool:
         self.restarts = 0
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init,
-            initargs=(self._plan, os.getpid()),
-        )
-        # Start them now (a task each), not inside the first inputs' answers:
-        # a worker takes about a second to import and build its sources.
-        for _ in range(workers):
-            pool.submit(_ready)
+        with _quiet_children():
+            pool = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init,
+                initargs=(self._plan, os.getpid()),
+            )
+            # Start them now (a task each), not inside the first inputs' answers:
+            # a worker takes about a second to import and build its sources.
+            for _ in range(workers):
+                pool.submit(_ready)
         return pool
 
     async def adapt(

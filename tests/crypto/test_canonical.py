@@ -65,3 +65,25 @@ def test_canonical_json_is_sorted_compact_utf8() -> None:
     out = canonical_plain({"b": "中", "a": [1, True, None]})
     assert out == '{"a":[1,true,null],"b":"中"}'.encode()
     assert json.loads(out) == {"b": "中", "a": [1, True, None]}
+
+
+def test_results_hold_no_more_memory_than_their_bytes() -> None:
+    """orjson hands back its whole grown buffer; a spool or a hub keeps thousands of
+    records, so canonical_plain returns exact-size bytes."""
+    import tracemalloc
+
+    doc = {
+        "dataset": "PROJECT",
+        "fields": {f"F{i}": "演示工程（城市建设）" for i in range(30)},
+    }
+    size = len(canonical_plain(doc))
+    tracemalloc.start()
+    try:
+        kept = [canonical_plain(doc) for _ in range(1000)]
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == 1000
+    assert held < 1000 * (size + 200), (
+        f"{held / 1000:.0f} bytes held per {size}-byte result"
+    )
