@@ -3,18 +3,32 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# The mapping engine, compiled with mypyc beside its sources (adapters/mapping/native.py):
+# the same code, ~1.5x faster mappings. Rebuilt whenever a source changes; a stale
+# build is never run (the package falls back to the sources).
+NATIVE_SRC := adapters/mapping/normalizers.py adapters/mapping/formats.py adapters/mapping/engine.py
+NATIVE     := $(VENV)/.native-stamp
 
-.PHONY: run test check lint typecheck bench fuzz clean
+.PHONY: run test check lint typecheck bench fuzz clean native
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-run: $(STAMP)
+$(NATIVE): $(STAMP) $(NATIVE_SRC)
+	@echo "mypyc: compiling the mapping engine (about a minute)"
+	@$(VENV)/bin/mypyc $(NATIVE_SRC) > $(VENV)/mypyc.log 2>&1 || { tail -40 $(VENV)/mypyc.log; exit 1; }
+	@touch $(NATIVE_SRC:.py=.*.so)
+	@rm -rf build
+	touch $(NATIVE)
+
+native: $(NATIVE)
+
+run: $(NATIVE)
 	$(PY) -m gateway.demo
 
-test: $(STAMP)
+test: $(NATIVE)
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -26,13 +40,14 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-bench: $(STAMP)
+bench: $(NATIVE)
 	$(PY) bench/crypto_bench.py
 	$(PY) bench/adapter_bench.py
 
 # Longer fuzzing of the envelope parser (hypothesis); FUZZ_EXAMPLES=100000 make fuzz
-fuzz: $(STAMP)
+fuzz: $(NATIVE)
 	GATEWAY_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-20000} $(PY) -m pytest -q -p no:cacheprovider tests/crypto/test_fuzz.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var build
+	rm -f $(NATIVE_SRC:.py=.*.so) *__mypyc.*.so

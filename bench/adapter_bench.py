@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.base import NationalRecord, RawInput  # noqa: E402
 from adapters.catalogue import default_catalogue  # noqa: E402
-from adapters.mapping import load_mapping, shipped_mappings  # noqa: E402
+from adapters.mapping import load_mapping, native, shipped_mappings  # noqa: E402
 from adapters.mapping.engine import CompiledMapping  # noqa: E402
 from adapters.mapping.formats import Run  # noqa: E402
 from gateway.pipeline import NOWHERE, adapt_input  # noqa: E402
@@ -289,7 +289,8 @@ def main() -> int:
         )
         print(
             f"\n(CPU time of this process, best of {args.repeat}; load average {load:.1f} "
-            f"on {os.cpu_count()} CPUs; inputs in {work})"
+            f"on {os.cpu_count()} CPUs; inputs in {work}; mapping engine: "
+            f"{native.engine_kind()})"
         )
     return 0
 

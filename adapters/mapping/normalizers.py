@@ -194,7 +194,7 @@ def _parse_number(value: str, *, currency: bool) -> _Parts:
     match = _NUMBER.fullmatch(sign + text)
     if match is None:
         raise _not_a_number(value)
-    sign, whole, fraction = match.groups()
+    sign, whole, fraction = match.groups("")  # "" for an absent fraction
     return sign, whole.replace(",", ""), fraction or "", unit
 
 
