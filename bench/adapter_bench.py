@@ -41,9 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from adapters import native  # noqa: E402
 from adapters.base import NationalRecord, RawInput  # noqa: E402
 from adapters.catalogue import default_catalogue  # noqa: E402
-from adapters.mapping import load_mapping, native, shipped_mappings  # noqa: E402
+from adapters.mapping import load_mapping, shipped_mappings  # noqa: E402
 from adapters.mapping.engine import CompiledMapping  # noqa: E402
 from adapters.mapping.formats import Run  # noqa: E402
 from gateway.pipeline import NOWHERE, adapt_input  # noqa: E402

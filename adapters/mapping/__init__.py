@@ -27,9 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.base import AdapterSpec, NationalRecord, RawInput, RecordRejected
 from adapters.catalogue import Catalogue, default_catalogue
-
-# First: decides whether the engine below runs compiled or from its sources.
-from adapters.mapping import native  # noqa: F401
 from adapters.mapping.engine import CompiledMapping, compile_mapping
 from adapters.mapping.loader import MappingError, MappingProblem, read_mapping
 from gateway.errors import ConfigError

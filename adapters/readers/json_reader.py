@@ -20,13 +20,9 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
 from typing import NamedTuple, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from adapters.readers._source import (
     UTF8_BOM,
-    Encoding,
     Line,
-    MiB,
     Source,
     StreamDecoder,
     bom_error,
@@ -38,6 +34,7 @@ from adapters.readers._source import (
     peek,
 )
 from adapters.readers.errors import InputRejected, RowError, Text, Where, shown
+from adapters.readers.json_options import JsonOptions
 
 __all__ = ["JsonItem", "JsonOptions", "JsonValue", "read_json", "read_jsonl"]
 
@@ -47,36 +44,8 @@ JsonValue: TypeAlias = (
 
 _LINES = Text("JSON values", "JSON 数据")
 _WS = " \t\r\n"
+_SURROGATES = (chr(0xD800), chr(0xDFFF))  # as chr(): mypyc refuses such literals
 _NUMBER_TAIL = re.compile(r"[0-9.eE+-]*")
-
-
-class JsonOptions(BaseModel):
-    """How to read one JSON or JSON Lines feed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    encoding: Encoding = Field(
-        "utf-8",
-        description="Text encoding (RFC 8259 says UTF-8; GBK / GB18030 for legacy "
-        "exporters).  A UTF-8 BOM is skipped.",
-    )
-    require_object: bool = Field(
-        default=True, description="Each line / array element must be an object."
-    )
-    max_input_bytes: int = Field(256 * MiB, ge=1, description="Input size limit.")
-    max_depth: int = Field(
-        64, ge=1, le=500, description="Deepest nesting of arrays and objects."
-    )
-    max_item_bytes: int = Field(
-        8 * MiB,
-        ge=1,
-        description="Longest JSON line, in bytes; for documents, the largest array "
-        "element or non-array document, in characters.",
-    )
-    max_number_chars: int = Field(
-        100, ge=1, le=10_000, description="Longest number literal accepted."
-    )
-    max_items: int = Field(5_000_000, ge=1, description="Most items accepted.")
 
 
 class JsonItem(NamedTuple):
@@ -179,7 +148,9 @@ def _inspect(value: JsonValue, text: str, opts: JsonOptions) -> _Problem | None:
                     stack.append((key, depth))
                 stack.append((child, depth + 1))
         elif isinstance(item, str) and surrogates:
-            lone = next((c for c in item if "\ud800" <= c <= "\udfff"), None)
+            lone = next(
+                (c for c in item if _SURROGATES[0] <= c <= _SURROGATES[1]), None
+            )
             if lone is not None:
                 return _Problem("E_JSON_STRING", shown=f"\\u{ord(lone):04x}")
     return None
