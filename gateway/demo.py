@@ -199,11 +199,27 @@ Press Ctrl-C to stop both.""")
         for p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _wait_stopped(procs)
+
+
+def _wait_stopped(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Wait for the nodes' clean stop; a second Ctrl-C does not cut it short
+    (nor print a traceback): they are draining, and stop within 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            for p in procs:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            return
+        except KeyboardInterrupt:
+            _say(
+                "Still stopping: the nodes finish what they are sending (30 s at most)."
+            )
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+            return
 
 
 def _wait_delivered(admin_token: str) -> None:
