@@ -164,7 +164,8 @@ def _quiet_children() -> Iterator[None]:
 
 
 class AdaptPool:
-    """``adapt(adapter, route, raw)`` in worker processes, or here as a fallback."""
+    """``adapt(source, adapter, route, raw)`` in worker processes; in this process
+    when a worker cannot build the source."""
 
     def __init__(
         self,
