@@ -204,6 +204,22 @@ class _Index(NamedTuple):
     value: str
 
 
+def _indexed(index: _Index, context: str | None, scope: Scope) -> list[Any] | None:
+    """The ``name[@attr='value']`` elements of ``scope`` (or of its named context),
+    through the scope's index (built on first use); None when there are none."""
+    start = scope
+    if context is not None:
+        ctx = scope.run.contexts.get(context)
+        if ctx is None:
+            return None
+        start = ctx
+    cache = start.kids
+    found = cache.get(index.key) if cache is not None else None
+    if found is None:
+        found = index.build(start)
+    return found.get(index.value) or None
+
+
 def _local(tag: str) -> str:
     return tag[tag.index("}") + 1 :] if tag[:1] == "{" else tag
 
@@ -776,21 +792,10 @@ class XmlFormat(Format):
     ) -> ValueFn:
         """``_key_value`` and ``fn`` in one closure, for one element found."""
         general = super().fused(get, fn, label)
-        key, build, wanted = index
 
         def key_value_fn(scope: Scope) -> Raw:
-            start = scope
-            if context is not None:
-                ctx = scope.run.contexts.get(context)
-                if ctx is None:
-                    return None
-                start = ctx
-            cache = start.kids
-            found = cache.get(key) if cache is not None else None
-            if found is None:
-                found = build(start)
-            elements = found.get(wanted)
-            if not elements:
+            elements = _indexed(index, context, scope)
+            if elements is None:
                 return None
             if len(elements) != 1:
                 return general(scope)  # several: as collected by the getter
@@ -813,21 +818,10 @@ class XmlFormat(Format):
     def _key_value(index: _Index, attr: str, path: Path) -> Callable[[Scope], Raw]:
         """``record[@field='面积']/@value``: the common key/value export shape."""
         context = path.context
-        key, build, wanted = index
 
         def value(scope: Scope) -> Raw:
-            start = scope
-            if context is not None:
-                ctx = scope.run.contexts.get(context)
-                if ctx is None:
-                    return None
-                start = ctx
-            cache = start.kids
-            found = cache.get(key) if cache is not None else None
-            if found is None:
-                found = build(start)
-            elements = found.get(wanted)
-            if not elements:
+            elements = _indexed(index, context, scope)
+            if elements is None:
                 return None
             if len(elements) == 1:
                 text = elements[0].get(attr)
